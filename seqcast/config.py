@@ -1,0 +1,221 @@
+"""Typed, frozen settings: defaults, then a TOML config file, then SEQCAST_* variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ModelKind = Literal["rnn", "lstm", "gru"]
+MODEL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
+Preset = Literal["default", "tutorial"]
+
+#: Bumped whenever training or forecasting code changes what a stored model would contain.
+MODEL_CODE_VERSION = "3"
+
+
+class ModelConfig(BaseModel):
+    """Everything that determines a trained network, and so its cache key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ModelKind = "lstm"
+    lookback: int = Field(24, ge=2)
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(1, ge=1)
+    lr: float = Field(0.01, gt=0)
+    epochs: int = Field(200, ge=1)
+    #: "minmax": the tutorial's MinMax scaling (fit on the training part only).
+    #: "log_window": log scale where the series is positive, windows centred on their last value.
+    scaling: Literal["minmax", "log_window"] = "log_window"
+    #: "recursive": one-step model fed back on itself; "direct": one output per horizon step.
+    head: Literal["recursive", "direct"] = "direct"
+    horizon: int = Field(12, ge=1)
+    #: Share of the (time-ordered) windows kept for the validation loss; the rest trains.
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    #: Stop when the validation loss has not improved for this many epochs (None: never).
+    patience: int | None = 40
+    #: After choosing the epoch count on the validation tail, train again on every window.
+    refit_all_windows: bool = True
+    seed: int = 0
+
+    def config_hash(self) -> str:
+        """Content hash of the settings and the model code version."""
+        payload = json.dumps(
+            {"config": self.model_dump(mode="json"), "code": MODEL_CODE_VERSION}, sort_keys=True
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The notebook's settings, without its leakage: the scaler sees the training part only.
+    "tutorial": dict(
+        lookback=12,
+        hidden=32,
+        layers=1,
+        lr=0.01,
+        epochs=100,
+        scaling="minmax",
+        head="recursive",
+        val_fraction=0.2,
+        patience=None,
+        refit_all_windows=False,
+    ),
+    "default": {},
+}
+
+
+def model_config_for(
+    kind: str, preset: str = "default", horizon: int = 12, seed: int = 0, **overrides: Any
+) -> ModelConfig:
+    """The model settings of one kind under a preset, with explicit overrides (None means keep)."""
+    values: dict[str, Any] = {**PRESETS[preset], "kind": kind, "horizon": horizon, "seed": seed}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ModelConfig(**values)
+
+
+class RunConfig(BaseModel):
+    """The parameters of one pipeline run; also the Prefect flow's parameter model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: str = Field("seqcast-data", description="Data folder (database, inbox, archive, lake, models).")
+    db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data folder.")
+    sources: list[str] = Field(default_factory=list, description="Files to ingest besides the inbox.")
+    series_id: str | None = Field(None, description="Series id for two-column files (default: file stem).")
+    models: list[ModelKind] = Field(default_factory=lambda: ["lstm"], description="Recurrent kinds to fit.")
+    preset: Preset = Field("default", description="'default' or the notebook's 'tutorial' settings.")
+    horizon: int = Field(12, ge=1, le=120, description="Months to forecast.")
+    holdout: int = Field(12, ge=1, le=120, description="Months held out for validation.")
+    epochs: int | None = Field(None, ge=1, description="Override the preset's epoch count.")
+    lookback: int | None = Field(None, ge=2, description="Override the preset's lookback window.")
+    seed: int = Field(0, description="Seed of every network's initialisation and training.")
+    interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of yhat_lower..yhat_upper.")
+    fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
+    chunk_size: int = Field(25, ge=1, description="Series per training task.")
+    workers: int = Field(2, ge=1, description="Training tasks at once.")
+    use_bundled_demo: bool = Field(True, description="Ingest the bundled series when the database is empty.")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one model kind is needed")
+        return list(dict.fromkeys(value))
+
+    def model_configs(self) -> list[ModelConfig]:
+        """One ModelConfig per requested kind."""
+        return [
+            model_config_for(
+                kind, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback
+            )
+            for kind in self.models
+        ]
+
+    def paths(self) -> DataPaths:
+        return DataPaths(Path(self.data_dir))
+
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.paths().database}"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The data folder's layout (DESIGN.md, "Data folder")."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "seqcast.db"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def results(self) -> Path:
+        """Where the orchestrator persists task results, so cache hits survive a new process."""
+        return self.root / "task-results"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".run.lock"
+
+    def create(self) -> DataPaths:
+        for folder in (self.inbox, self.archive, self.lake, self.models, self.plots, self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class _Settings(BaseSettings):
+    """Reads SEQCAST_* variables and the config file; only used to build a RunConfig."""
+
+    model_config = SettingsConfigDict(env_prefix="SEQCAST_", extra="ignore")
+
+    data_dir: str | None = None
+    db_url: str | None = None
+    models: list[str] | None = None
+    preset: str | None = None
+    horizon: int | None = None
+    holdout: int | None = None
+    epochs: int | None = None
+    lookback: int | None = None
+    seed: int | None = None
+    interval_level: float | None = None
+    fill_gaps: bool | None = None
+    chunk_size: int | None = None
+    workers: int | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("SEQCAST_CONFIG", "seqcast.toml")
+        return (env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+
+def load_config(**overrides: Any) -> RunConfig:
+    """Build the run settings: defaults < config file (SEQCAST_CONFIG or ./seqcast.toml) < env < overrides.
+
+    Overrides whose value is None (an option the user did not give) are ignored.
+    """
+    layered = {k: v for k, v in _Settings().model_dump().items() if v is not None}
+    layered.update({k: v for k, v in overrides.items() if v is not None and v != []})
+    return RunConfig(**layered)

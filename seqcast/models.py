@@ -1,0 +1,127 @@
+"""`RecurrentForecaster`: one estimator for simple RNN, LSTM and GRU networks.
+
+Following the estimator contract: the constructor stores settings only; `fit` sets the fitted state
+(attributes ending in `_`); inputs are never mutated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqcast.config import ModelConfig
+from seqcast.train import TrainResult, train_network
+from seqcast.windows import Scaler, fit_scaler, last_window, make_windows
+
+_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentNet(nn.Module):
+    """A recurrent layer stack reading a window, then a linear head on the last hidden state."""
+
+    def __init__(self, kind: str, hidden: int, layers: int, out: int) -> None:
+        super().__init__()
+        self.rnn = _CELLS[kind](input_size=1, hidden_size=hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.rnn(x)  # [batch, lookback, 1] -> [batch, lookback, hidden]
+        last = seq[:, -1, :]  # [batch, lookback, hidden] -> [batch, hidden]
+        return self.head(last)  # [batch, hidden] -> [batch, out]
+
+
+class RecurrentForecaster:
+    """Fit a recurrent network to one series and forecast it.
+
+    Args:
+        config: the model settings (kind, lookback, scaling, head, training).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+
+    @property
+    def out_steps(self) -> int:
+        return self.config.horizon if self.config.head == "direct" else 1
+
+    def min_length(self) -> int:
+        """Shortest series this configuration can fit (enough windows to train and validate)."""
+        return self.config.lookback + self.out_steps + 8
+
+    def fit(self, values: np.ndarray) -> RecurrentForecaster:
+        """Fit scaler and network on `values` (a 1-D array, oldest first)."""
+        y = np.array(values, dtype=np.float64)  # a copy: inputs are never mutated
+        if len(y) < self.min_length():
+            raise ValueError(f"series too short: {len(y)} values, {self.min_length()} needed")
+        cfg = self.config
+        self.scaler_ = fit_scaler(y, cfg.scaling)
+        z = self.scaler_.transform(y)
+        X, Y = make_windows(z, cfg.lookback, self.out_steps, self.scaler_.centred)
+        result: TrainResult = train_network(lambda: self._build(), X, Y, cfg)
+        self.net_ = result.net
+        self.history_ = result.history
+        self.epochs_ = result.epochs
+        self.train_seconds_ = result.seconds
+        self.y_ = y
+        return self
+
+    def _build(self) -> RecurrentNet:
+        cfg = self.config
+        return RecurrentNet(cfg.kind, cfg.hidden, cfg.layers, self.out_steps)
+
+    def predict(self, h: int, history: np.ndarray | None = None) -> np.ndarray:
+        """Forecast `h` steps after the end of `history` (default: the fitted series)."""
+        self._check_fitted()
+        y = self.y_ if history is None else np.asarray(history, dtype=np.float64)
+        z = list(self.scaler_.transform(y))
+        lookback = self.config.lookback
+        out: list[float] = []
+        self.net_.eval()
+        with torch.no_grad():
+            while len(out) < h:
+                window, anchor = last_window(np.asarray(z), lookback, self.scaler_.centred)
+                step = self.net_(torch.from_numpy(window))[0].double().numpy() + anchor
+                z.extend(step.tolist())
+                out.extend(step.tolist())
+        return self.scaler_.inverse(np.asarray(out[:h]))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError("RecurrentForecaster is not fitted: call fit() first")
+
+    # ---------------------------------------------------------------- state (see seqcast.artifacts)
+
+    def to_state(self) -> dict[str, Any]:
+        """Fitted state as tensors and plain values only, loadable with `torch.load(weights_only=True)`."""
+        self._check_fitted()
+        return {
+            "config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
+            "state_dict": self.net_.state_dict(),
+            "scaler": self.scaler_.to_dict(),
+            "y": torch.from_numpy(self.y_.copy()),
+            "history": [list(map(float_or_none, row)) for row in self.history_],
+            "epochs": int(self.epochs_),
+            "train_seconds": float(self.train_seconds_),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RecurrentForecaster:
+        model = cls(ModelConfig(**json.loads(state["config"])))
+        net = model._build()
+        net.load_state_dict(state["state_dict"])
+        net.eval()
+        model.net_ = net
+        model.scaler_ = Scaler.from_dict(state["scaler"])
+        model.y_ = state["y"].numpy().astype(np.float64)
+        model.history_ = [tuple(row) for row in state["history"]]
+        model.epochs_ = int(state["epochs"])
+        model.train_seconds_ = float(state["train_seconds"])
+        return model
+
+
+def float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,409 @@
+"""The monthly pipeline's stages as plain functions, and a sequential runner that needs no orchestrator.
+
+Stages pass small records (paths, ids, hashes, rows), never frames or models, so that the Prefect
+flow in `flows/` can wrap each stage in a cached, retryable task without changing it:
+
+    ingest -> snapshot -> validate -> train -> forecast -> publish -> report
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seqcast import forecast as fc
+from seqcast import ingest, lake, plots, store
+from seqcast._files import safe_name
+from seqcast.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+class RunInProgress(RuntimeError):
+    """Another run holds the data folder's lock."""
+
+
+@contextmanager
+def run_lock(config: RunConfig) -> Iterator[None]:
+    """Hold the data folder's run lock for the duration; raise RunInProgress if another run has it.
+
+    An OS file lock: released by the kernel when its process dies, even on `kill -9`.
+    """
+    paths = config.paths()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    handle = open(paths.lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunInProgress(
+                f"another seqcast run is using {paths.root} (pid {holder}); wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def new_run_id() -> str:
+    return f"{store.utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def chunked(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+
+def ingest_stage(config: RunConfig) -> dict[str, Any]:
+    """Ingest `sources` and every inbox file; the bundled series when the database is empty and no file came.
+
+    Returns {"batches": [BatchReport as dict], "new_observations": int, "rejected_files": [...]}.
+    """
+    paths = config.paths().create()
+    engine = store.open_engine(config.database_url())
+    try:
+        sources = [Path(s) for s in config.sources] + ingest.inbox_files(paths)
+        if not sources and config.use_bundled_demo and store.count_observations(engine) == 0:
+            sources = [ingest.bundled_series_path()]
+        reports = ingest.ingest_files(engine, paths, sources, series_id=config.series_id)
+    finally:
+        engine.dispose()
+    batches = [asdict(r) for r in reports]
+    return {
+        "batches": batches,
+        "new_observations": sum(r.rows_inserted for r in reports),
+        "revised_observations": sum(r.rows_updated for r in reports),
+        "rejected_files": [b for b in batches if b["status"] == "rejected"],
+    }
+
+
+def data_version(config: RunConfig) -> str:
+    """A key that changes whenever the stored observations change (for caching the snapshot)."""
+    engine = store.open_engine(config.database_url())
+    try:
+        store_id, version = store.store_identity(engine)
+    finally:
+        engine.dispose()
+    return f"{store_id}:{version}"
+
+
+def _fill_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Insert missing interior months per series, linearly interpolated and marked is_filled."""
+    out = []
+    for series_id, group in frame.groupby("series_id", sort=False):
+        full = pd.date_range(group["period"].min(), group["period"].max(), freq="MS").astype("datetime64[us]")
+        if len(full) == len(group):
+            out.append(group)
+            continue
+        g = group.set_index("period").reindex(full)
+        g.index.name = "period"
+        g["series_id"] = series_id
+        g["is_filled"] = g["is_filled"].isna() | g["is_filled"].astype("boolean").fillna(False)
+        g["value"] = g["value"].interpolate(method="linear")
+        out.append(g.reset_index()[frame.columns])
+    return pd.concat(out, ignore_index=True) if out else frame
+
+
+def snapshot_stage(config: RunConfig) -> dict[str, Any]:
+    """Write the lake's Parquet snapshots and decide which series can be trained.
+
+    Returns {"eligible": [SeriesRef dicts], "skipped": [{"series_id", "reason"}], "filled": {...}}.
+    """
+    paths = config.paths().create()
+    engine = store.open_engine(config.database_url())
+    try:
+        frame = store.load_observations(engine)
+    finally:
+        engine.dispose()
+    filled: dict[str, int] = {}
+    if config.fill_gaps and len(frame):
+        before = frame.groupby("series_id").size()
+        frame = _fill_gaps(frame)
+        grown = frame.groupby("series_id").size() - before
+        filled = {str(k): int(v) for k, v in grown.items() if v > 0}
+    refs = [r.to_dict() for r in lake.snapshot(frame, paths.lake)]
+    configs = config.model_configs()
+    eligible, skipped = [], []
+    for ref in refs:
+        reason = fc.ineligible_reason(ref, configs, config.holdout)
+        if reason:
+            skipped.append({"series_id": ref["series_id"], "reason": reason})
+            log.warning("series %r not trained: %s", ref["series_id"], reason)
+        else:
+            eligible.append(ref)
+    return {"eligible": eligible, "skipped": skipped, "filled": filled}
+
+
+def _per_series(
+    refs: list[dict[str, Any]], work: Callable[[dict[str, Any]], dict[str, Any]], progress: Progress | None
+) -> list[dict[str, Any]]:
+    """Run `work` on each series; a failure is recorded for that series and the others go on."""
+    results = []
+    for ref in refs:
+        try:
+            results.append(work(ref))
+        except Exception as exc:  # one bad series must not sink the run
+            log.error("series %r failed: %s", ref["series_id"], exc)
+            results.append({"series_id": ref["series_id"], "error": f"{type(exc).__name__}: {exc}"})
+        if progress:
+            progress(1)
+    return results
+
+
+def validate_chunk(refs: list[dict[str, Any]], config: RunConfig, progress: Progress | None = None) -> list:
+    """Holdout validation of every model kind (and seasonal naive) for a chunk of series."""
+    configs, models_dir = config.model_configs(), config.paths().models
+    return _per_series(refs, lambda ref: fc.validate_series(ref, configs, config.holdout, models_dir), progress)
+
+
+def train_chunk(refs: list[dict[str, Any]], config: RunConfig, progress: Progress | None = None) -> list:
+    """Final refit on all data of every model kind for a chunk of series (stored fits are reused)."""
+    configs, models_dir = config.model_configs(), config.paths().models
+    return _per_series(refs, lambda ref: fc.train_series(ref, configs, models_dir), progress)
+
+
+def forecast_chunk(
+    refs: list[dict[str, Any]], validations: list[dict], finals: list[dict], config: RunConfig
+) -> list[dict[str, Any]]:
+    """The published forecasts (every model, champion marked) for a chunk of series."""
+    by_val = {v["series_id"]: v for v in validations}
+    by_final = {f["series_id"]: f for f in finals}
+    ready = [r for r in refs if "error" not in by_val.get(r["series_id"], {"error": 1})
+             and "error" not in by_final.get(r["series_id"], {"error": 1})]
+
+    def work(ref: dict[str, Any]) -> dict[str, Any]:
+        sid = ref["series_id"]
+        return fc.forecast_series(ref, by_val[sid], by_final[sid], config.horizon, config.interval_level)
+
+    return _per_series(ready, work, None)
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, for humans and for the run row."""
+
+    run_id: str
+    new_observations: int
+    revised_observations: int
+    batches: list[dict[str, Any]]
+    trained: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    champions: dict[str, str] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    forecasts: list[dict[str, Any]] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    database: str = ""
+    data_dir: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish_stage(
+    run_id: str,
+    config: RunConfig,
+    ingested: dict[str, Any],
+    snapshot: dict[str, Any],
+    validations: list[dict[str, Any]],
+    finals: list[dict[str, Any]],
+    forecasts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Write the run's models, metrics, forecasts and run row in one transaction; return the outcome."""
+    by_val = {v["series_id"]: v for v in validations if "error" not in v}
+    by_final = {f["series_id"]: f for f in finals if "error" not in f}
+    by_fc = {f["series_id"]: f for f in forecasts if "error" not in f}
+    errors = {r["series_id"]: r["error"] for r in [*validations, *finals, *forecasts] if "error" in r}
+
+    outcome = RunOutcome(
+        run_id=run_id,
+        new_observations=ingested["new_observations"],
+        revised_observations=ingested.get("revised_observations", 0),
+        batches=ingested["batches"],
+        skipped=list(snapshot["skipped"]),
+        database=_redact(config.database_url()),
+        data_dir=str(config.paths().root),
+    )
+    model_rows, history_rows, metric_rows, forecast_rows, status_rows = [], [], [], [], []
+    for ref in snapshot["eligible"]:
+        sid = ref["series_id"]
+        if sid in errors or sid not in by_fc:
+            reason = errors.get(sid, "no forecast produced")
+            outcome.skipped.append({"series_id": sid, "reason": f"training failed: {reason}"})
+            continue
+        validation, final, published = by_val[sid], by_final[sid], by_fc[sid]
+        records = [c["model"] for c in validation["candidates"].values() if c["model"]]
+        records += list(final["models"].values())
+        trained = any(r["trained"] for r in records)
+        (outcome.trained if trained else outcome.reused).append(sid)
+        filled = snapshot.get("filled", {}).get(sid)
+        status_rows.append({
+            "run_id": run_id,
+            "series_id": sid,
+            "status": "trained" if trained else "reused",
+            "reason": ("new or revised data" if trained else "data and config unchanged: stored models reused")
+            + (f"; {filled} missing month(s) interpolated" if filled else ""),
+        })
+        for r in records:
+            model_rows.append({
+                "model_id": r["model_id"],
+                "series_id": sid,
+                "model_kind": r["model_kind"],
+                "purpose": r["purpose"],
+                "config_hash": r["config_hash"],
+                "data_hash": r["data_hash"],
+                "trained_at": store.utcnow(),
+                "train_seconds": r["train_seconds"],
+                "epochs": r["epochs"],
+                "artifact_path": r["artifact_path"],
+                "run_id": run_id,
+            })
+            history_rows.extend(
+                {"model_id": r["model_id"], "epoch": int(e), "train_loss": float(t),
+                 "val_loss": None if v is None else float(v)}
+                for e, t, v in r["history"]
+            )
+        champion = published["champion"]
+        outcome.champions[sid] = champion
+        for kind, candidate in validation["candidates"].items():
+            m = candidate["metrics"]
+            row = {
+                "run_id": run_id,
+                "series_id": sid,
+                "model_kind": kind,
+                "holdout_start": store.as_date(validation["holdout_start"]),
+                "holdout_end": store.as_date(validation["holdout_end"]),
+                **{k: _finite(m[k]) for k in ("mae", "rmse", "mape", "smape", "mase")},
+                "is_champion": kind == champion,
+                "model_id": candidate["model"]["model_id"] if candidate["model"] else None,
+            }
+            metric_rows.append(row)
+        forecast_rows.extend({"run_id": run_id, **row} for row in published["rows"])
+    for item in snapshot["skipped"]:
+        status_rows.append({"run_id": run_id, "series_id": item["series_id"], "status": "skipped",
+                            "reason": item["reason"]})
+    for item in outcome.skipped[len(snapshot["skipped"]):]:
+        status_rows.append({"run_id": run_id, "series_id": item["series_id"], "status": "failed",
+                            "reason": item["reason"]})
+    rows = store.RunRows(
+        run_id=run_id,
+        new_observations=outcome.new_observations,
+        series_trained=len(outcome.trained),
+        series_reused=len(outcome.reused),
+        series_skipped=len(outcome.skipped),
+        model_runs=_unique(model_rows, "model_id"),
+        training_history=_unique(history_rows, ("model_id", "epoch")),
+        metrics=metric_rows,
+        forecasts=forecast_rows,
+        series_status=status_rows,
+    )
+    engine = store.open_engine(config.database_url())
+    try:
+        store.write_run(engine, rows)
+    finally:
+        engine.dispose()
+    outcome.metrics = [{**m, "holdout_start": str(m["holdout_start"]), "holdout_end": str(m["holdout_end"])}
+                       for m in metric_rows]
+    outcome.forecasts = [{**f, "origin": str(f["origin"]), "period": str(f["period"])}
+                         for f in forecast_rows if f["is_champion"]]
+    return outcome.to_dict()
+
+
+def _unique(rows: list[dict[str, Any]], key: str | tuple[str, ...]) -> list[dict[str, Any]]:
+    seen: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        k = tuple(row[c] for c in key) if isinstance(key, tuple) else row[key]
+        seen.setdefault(k, row)
+    return list(seen.values())
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def report_stage(
+    outcome: dict[str, Any], config: RunConfig, validations: list[dict[str, Any]], finals: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Plot each published series (loss curves; history, holdout and forecast); return the outcome with plot paths."""
+    paths = config.paths()
+    folder = paths.plots / outcome["run_id"]
+    by_val = {v["series_id"]: v for v in validations if "error" not in v}
+    by_final = {f["series_id"]: f for f in finals if "error" not in f}
+    forecasts = pd.DataFrame(outcome["forecasts"])
+    engine = store.open_engine(config.database_url())
+    written: list[str] = []
+    try:
+        for sid in [*outcome["trained"], *outcome["reused"]]:
+            history = store.load_observations(engine, [sid])
+            validation = by_val[sid]
+            stem = safe_name(sid)
+            holdout_periods = history["period"].iloc[-config.holdout :].dt.date.astype(str).tolist()
+            predictions = {k: c["prediction"] for k, c in validation["candidates"].items()}
+            mine = forecasts[forecasts["series_id"] == sid] if len(forecasts) else forecasts
+            written.append(str(plots.plot_forecast(
+                history, {"periods": holdout_periods, "predictions": predictions}, mine,
+                folder / f"{stem}-forecast.png", f"{sid}: actual, holdout predictions, forecast",
+            )))
+            histories = {k: r["history"] for k, r in by_final[sid]["models"].items()}
+            written.append(str(plots.plot_loss(histories, folder / f"{stem}-loss.png", f"{sid}: training loss")))
+    finally:
+        engine.dispose()
+    return {**outcome, "plots": written}
+
+
+# ---------------------------------------------------------------------------------------------- runner
+
+
+def run_pipeline(
+    config: RunConfig, flow_run_id: str | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run every stage in this process, in order, under the data folder's lock (no orchestrator needed)."""
+    with run_lock(config):
+        run_id = new_run_id()
+        engine = store.open_engine(config.database_url())
+        store.start_run(engine, run_id, flow_run_id, config.model_dump_json())
+        try:
+            ingested = ingest_stage(config)
+            snap = snapshot_stage(config)
+            refs = snap["eligible"]
+            validations = validate_chunk(refs, config, progress)
+            finals = train_chunk(refs, config, progress)
+            forecasts = forecast_chunk(refs, validations, finals, config)
+            outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
+            return report_stage(outcome, config, validations, finals)
+        except BaseException as exc:
+            store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            engine.dispose()
+
+
+def config_json(config: RunConfig) -> str:
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True)

@@ -1,0 +1,76 @@
+"""PNG charts per series and run: loss curves, and history with holdout prediction and forecast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from seqcast._files import atomic_write  # noqa: E402
+
+
+def _save(fig: Any, path: Path) -> Path:
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+    try:
+        return atomic_write(path, write)
+    finally:
+        plt.close(fig)
+
+
+def plot_loss(histories: dict[str, list[list[float | None]]], path: Path, title: str) -> Path:
+    """Training and validation loss per epoch, one pair of lines per model kind."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for kind, history in histories.items():
+        epochs = [row[0] for row in history]
+        ax.plot(epochs, [row[1] for row in history], label=f"{kind} train")
+        if any(row[2] is not None for row in history):
+            ax.plot(epochs, [row[2] for row in history], linestyle="--", label=f"{kind} validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_forecast(
+    history: pd.DataFrame,
+    holdout: dict[str, Any],
+    forecast: pd.DataFrame,
+    path: Path,
+    title: str,
+) -> Path:
+    """Actuals, each model's holdout prediction, and the champion's forecast with its interval band.
+
+    Args:
+        history: columns period, value.
+        holdout: {"periods": [...], "predictions": {kind: [...]}}.
+        forecast: the champion's rows (period, yhat, yhat_lower, yhat_upper, model_kind).
+    """
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(history["period"], history["value"], color="black", linewidth=1.2, label="actual")
+    periods = pd.to_datetime(pd.Series(holdout["periods"]))
+    for kind, prediction in holdout["predictions"].items():
+        ax.plot(periods, prediction, linestyle="--", linewidth=1, label=f"{kind} (holdout)")
+    if len(forecast):
+        fperiods = pd.to_datetime(forecast["period"])
+        kind = forecast["model_kind"].iloc[0]
+        ax.plot(fperiods, forecast["yhat"], color="tab:red", linewidth=1.6, label=f"forecast ({kind})")
+        level = forecast["interval_level"].iloc[0] if "interval_level" in forecast else None
+        band = f"{level:.0%} interval" if level else "interval"
+        ax.fill_between(fperiods, forecast["yhat_lower"], forecast["yhat_upper"], color="tab:red", alpha=0.15,
+                        label=band)
+    ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

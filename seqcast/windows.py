@@ -1,0 +1,101 @@
+"""Scaling and lookback windows. Scalers are fit on the training part only and are plain numbers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Maps values to the network's scale and back.
+
+    "minmax": the tutorial's (y - lo) / (hi - lo) with lo, hi from the training part; windows are used as-is.
+    "log_window": log where the training part is positive (so growth is additive and forecasts stay
+    positive), divided by the typical month-to-month change; each window is then centred on its last
+    value, which lets the network forecast levels it never saw in training.
+    """
+
+    kind: str
+    log: bool = False
+    lo: float = 0.0
+    hi: float = 1.0
+    scale: float = 1.0
+
+    @property
+    def centred(self) -> bool:
+        return self.kind == "log_window"
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        y = np.asarray(values, dtype=np.float64)
+        if self.kind == "minmax":
+            return (y - self.lo) / (self.hi - self.lo)
+        if self.log:
+            y = np.log(np.maximum(y, 1e-12))
+        return y / self.scale
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float64)
+        if self.kind == "minmax":
+            return z * (self.hi - self.lo) + self.lo
+        y = z * self.scale
+        return np.exp(y) if self.log else y
+
+    def to_dict(self) -> dict[str, float | str | bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scaler:
+        return cls(
+            kind=str(data["kind"]),
+            log=bool(data["log"]),
+            lo=float(data["lo"]),
+            hi=float(data["hi"]),
+            scale=float(data["scale"]),
+        )
+
+
+def fit_scaler(train: np.ndarray, kind: str) -> Scaler:
+    """Fit a scaler on the training values only (never on what it will be asked to forecast)."""
+    y = np.asarray(train, dtype=np.float64)
+    if kind == "minmax":
+        lo, hi = float(y.min()), float(y.max())
+        return Scaler(kind, lo=lo, hi=hi if hi > lo else lo + 1.0)
+    if kind != "log_window":
+        raise ValueError(f"unknown scaling {kind!r}")
+    use_log = bool(np.all(y > 0))
+    z = np.log(y) if use_log else y
+    step = np.abs(np.diff(z))
+    scale = float(np.mean(step)) if len(step) else 0.0
+    if not np.isfinite(scale) or scale <= 0:
+        scale = float(np.mean(np.abs(z))) or 1.0
+    return Scaler(kind, log=use_log, scale=scale)
+
+
+def make_windows(z: np.ndarray, lookback: int, out: int, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding windows over a scaled series.
+
+    Returns:
+        X: [n_windows, lookback, 1] inputs; Y: [n_windows, out] the next `out` values.
+        With `centred`, both are relative to each window's last input value.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    n = len(z) - lookback - out + 1
+    if n <= 0:
+        return np.empty((0, lookback, 1)), np.empty((0, out))
+    idx = np.arange(n)[:, None]
+    X = z[idx + np.arange(lookback)]  # [n, lookback]
+    Y = z[idx + lookback + np.arange(out)]  # [n, out]
+    if centred:
+        anchor = X[:, -1:]
+        X = X - anchor
+        Y = Y - anchor
+    return X[:, :, None].astype(np.float32), Y.astype(np.float32)
+
+
+def last_window(z: np.ndarray, lookback: int, centred: bool) -> tuple[np.ndarray, float]:
+    """The input window ending at the last value: ([1, lookback, 1], anchor)."""
+    window = np.asarray(z[-lookback:], dtype=np.float64)
+    anchor = float(window[-1]) if centred else 0.0
+    return (window - anchor)[None, :, None].astype(np.float32), anchor
