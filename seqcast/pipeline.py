@@ -9,6 +9,7 @@ flow in `flows/` can wrap each stage in a cached, retryable task without changin
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -23,13 +24,11 @@ import numpy as np
 import pandas as pd
 
 from seqcast import forecast as fc
-from seqcast import ingest, lake, plots, store
+from seqcast import ingest, lake, plots, progress, store
 from seqcast._files import safe_name
 from seqcast.config import RunConfig
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int], None]
 
 
 class RunInProgress(RuntimeError):
@@ -86,6 +85,7 @@ def ingest_stage(config: RunConfig) -> dict[str, Any]:
         if not sources and config.use_bundled_demo and store.count_observations(engine) == 0:
             sources = [ingest.bundled_series_path()]
         reports = ingest.ingest_files(engine, paths, sources, series_id=config.series_id)
+        store_id, version = store.store_identity(engine)
     finally:
         engine.dispose()
     batches = [asdict(r) for r in reports]
@@ -94,7 +94,13 @@ def ingest_stage(config: RunConfig) -> dict[str, Any]:
         "new_observations": sum(r.rows_inserted for r in reports),
         "revised_observations": sum(r.rows_updated for r in reports),
         "rejected_files": [b for b in batches if b["status"] == "rejected"],
+        "data_version": f"{store_id}:{version}",
     }
+
+
+def pending_files(config: RunConfig) -> list[str]:
+    """The files a run would ingest now: its sources, then the inbox."""
+    return [str(p) for p in [*map(Path, config.sources), *ingest.inbox_files(config.paths())]]
 
 
 def data_version(config: RunConfig) -> str:
@@ -155,7 +161,7 @@ def snapshot_stage(config: RunConfig) -> dict[str, Any]:
 
 
 def _per_series(
-    refs: list[dict[str, Any]], work: Callable[[dict[str, Any]], dict[str, Any]], progress: Progress | None
+    refs: list[dict[str, Any]], work: Callable[[dict[str, Any]], dict[str, Any]], advance: bool = True
 ) -> list[dict[str, Any]]:
     """Run `work` on each series; a failure is recorded for that series and the others go on."""
     results = []
@@ -165,21 +171,21 @@ def _per_series(
         except Exception as exc:  # one bad series must not sink the run
             log.error("series %r failed: %s", ref["series_id"], exc)
             results.append({"series_id": ref["series_id"], "error": f"{type(exc).__name__}: {exc}"})
-        if progress:
-            progress(1)
+        if advance:
+            progress.advance(1)
     return results
 
 
-def validate_chunk(refs: list[dict[str, Any]], config: RunConfig, progress: Progress | None = None) -> list:
+def validate_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     """Holdout validation of every model kind (and seasonal naive) for a chunk of series."""
     configs, models_dir = config.model_configs(), config.paths().models
-    return _per_series(refs, lambda ref: fc.validate_series(ref, configs, config.holdout, models_dir), progress)
+    return _per_series(refs, lambda ref: fc.validate_series(ref, configs, config.holdout, models_dir))
 
 
-def train_chunk(refs: list[dict[str, Any]], config: RunConfig, progress: Progress | None = None) -> list:
+def train_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     """Final refit on all data of every model kind for a chunk of series (stored fits are reused)."""
     configs, models_dir = config.model_configs(), config.paths().models
-    return _per_series(refs, lambda ref: fc.train_series(ref, configs, models_dir), progress)
+    return _per_series(refs, lambda ref: fc.train_series(ref, configs, models_dir))
 
 
 def forecast_chunk(
@@ -195,7 +201,7 @@ def forecast_chunk(
         sid = ref["series_id"]
         return fc.forecast_series(ref, by_val[sid], by_final[sid], config.horizon, config.interval_level)
 
-    return _per_series(ready, work, None)
+    return _per_series(ready, work, advance=False)
 
 
 @dataclass
@@ -245,6 +251,13 @@ def publish_stage(
         data_dir=str(config.paths().root),
     )
     model_rows, history_rows, metric_rows, forecast_rows, status_rows = [], [], [], [], []
+    engine = store.open_engine(config.database_url())
+    try:
+        all_ids = [c["model"]["model_id"] for v in by_val.values() for c in v["candidates"].values() if c["model"]]
+        all_ids += [r["model_id"] for f in by_final.values() for r in f["models"].values()]
+        known = store.known_model_ids(engine, all_ids)
+    finally:
+        engine.dispose()
     for ref in snapshot["eligible"]:
         sid = ref["series_id"]
         if sid in errors or sid not in by_fc:
@@ -254,7 +267,8 @@ def publish_stage(
         validation, final, published = by_val[sid], by_final[sid], by_fc[sid]
         records = [c["model"] for c in validation["candidates"].values() if c["model"]]
         records += list(final["models"].values())
-        trained = any(r["trained"] for r in records)
+        # Trained for this run = a model not yet published; a fit left by a killed run counts here.
+        trained = any(r["model_id"] not in known for r in records)
         (outcome.trained if trained else outcome.reused).append(sid)
         filled = snapshot.get("filled", {}).get(sid)
         status_rows.append({
@@ -381,9 +395,7 @@ def report_stage(
 # ---------------------------------------------------------------------------------------------- runner
 
 
-def run_pipeline(
-    config: RunConfig, flow_run_id: str | None = None, progress: Progress | None = None
-) -> dict[str, Any]:
+def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str, Any]:
     """Run every stage in this process, in order, under the data folder's lock (no orchestrator needed)."""
     with run_lock(config):
         run_id = new_run_id()
@@ -393,8 +405,8 @@ def run_pipeline(
             ingested = ingest_stage(config)
             snap = snapshot_stage(config)
             refs = snap["eligible"]
-            validations = validate_chunk(refs, config, progress)
-            finals = train_chunk(refs, config, progress)
+            validations = validate_chunk(refs, config)
+            finals = train_chunk(refs, config)
             forecasts = forecast_chunk(refs, validations, finals, config)
             outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
             return report_stage(outcome, config, validations, finals)
@@ -407,3 +419,34 @@ def run_pipeline(
 
 def config_json(config: RunConfig) -> str:
     return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+
+
+def stage_key(stage: str, config: RunConfig, refs: list[dict[str, Any]] | None = None, extra: str = "") -> str:
+    """Content key of a stage's result: stage, model code version, the settings that shape it, and
+    the data hashes of the series it covers. Equal keys mean equal results."""
+    from seqcast.config import MODEL_CODE_VERSION
+
+    parts = [
+        stage,
+        MODEL_CODE_VERSION,
+        str(config.paths().root.resolve()),
+        ",".join(c.config_hash() for c in config.model_configs()),
+        f"h{config.horizon}-ho{config.holdout}-l{config.interval_level}-f{config.fill_gaps}",
+        extra,
+    ]
+    if refs is not None:
+        parts.extend(f"{r['series_id']}={r['data_hash']}" for r in refs)
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"{stage}-{digest}"
+
+
+def chunk_label(refs: list[dict[str, Any]]) -> str:
+    """A short human label for a chunk of series (task names in the UI)."""
+    first = str(refs[0]["series_id"])[:40] if refs else "empty"
+    return first if len(refs) <= 1 else f"{first}+{len(refs) - 1}"
+
+
+def for_refs(results: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-series results that belong to these refs."""
+    wanted = {r["series_id"] for r in refs}
+    return [r for r in results if r["series_id"] in wanted]

@@ -517,14 +517,7 @@ def write_run(engine: Engine, rows: RunRows) -> None:
     with engine.begin() as conn:
         for table in (metrics, forecasts, series_status):
             conn.execute(table.delete().where(table.c.run_id == rows.run_id))
-        known = set()
-        ids = [m["model_id"] for m in rows.model_runs]
-        for start in range(0, len(ids), 500):
-            known |= set(
-                conn.execute(
-                    sa.select(model_runs.c.model_id).where(model_runs.c.model_id.in_(ids[start : start + 500]))
-                ).scalars()
-            )
+        known = _known_model_ids(conn, [m["model_id"] for m in rows.model_runs])
         fresh_models = [m for m in rows.model_runs if m["model_id"] not in known]
         fresh_ids = {m["model_id"] for m in fresh_models}
         _insert(conn, model_runs, fresh_models)
@@ -544,6 +537,20 @@ def write_run(engine: Engine, rows: RunRows) -> None:
                 series_skipped=rows.series_skipped,
             )
         )
+
+
+def known_model_ids(engine: Engine, ids: list[str]) -> set[str]:
+    """Which of these model ids are already recorded in model_runs."""
+    with engine.connect() as conn:
+        return _known_model_ids(conn, ids)
+
+
+def _known_model_ids(conn: Connection, ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        known |= set(conn.execute(sa.select(model_runs.c.model_id).where(model_runs.c.model_id.in_(part))).scalars())
+    return known
 
 
 def _insert(conn: Connection, table: sa.Table, records: list[dict[str, Any]], chunk: int = 20_000) -> None:

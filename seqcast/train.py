@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -26,23 +27,32 @@ class TrainResult:
     seconds: float
 
 
+# torch's default generator is process-wide: concurrent trainings (threads of a task runner) must not
+# interleave seeding and drawing, or the same seed would give different weights.
+_RNG_LOCK = threading.Lock()
+
+
+def seeded_build(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Construct a network with weights drawn from `seed`, without touching the caller's RNG state."""
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 @contextmanager
-def deterministic(seed: int) -> Iterator[None]:
-    """Seed torch inside a forked RNG and turn on deterministic algorithms, restoring both after.
+def deterministic() -> Iterator[None]:
+    """Deterministic algorithms on one intra-op thread for the duration.
 
     Tiny networks train fastest on one thread; parallelism is across series, not inside one.
+    Full-batch training draws no random numbers, so only construction needs the seed.
     """
     previous = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
+        yield
     finally:
         torch.use_deterministic_algorithms(previous)
-        torch.set_num_threads(threads)
 
 
 def split_windows(n: int, val_fraction: float, gap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +77,7 @@ def _fit(
     epochs: int,
     patience: int | None,
 ) -> tuple[nn.Module, list[tuple[int, float, float | None]], int]:
-    net = build()
+    net = seeded_build(build, cfg.seed)
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     loss_fn = nn.MSELoss()
     xt, yt = X[train_idx], Y[train_idx]
@@ -108,14 +118,13 @@ def train_network(build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, 
     the best epoch count, so the most recent months also shape the published model.
     """
     start = time.perf_counter()
-    with deterministic(cfg.seed):
+    with deterministic():
         Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
         gap = Y.shape[1] - 1
         train_idx, val_idx = split_windows(len(X), cfg.val_fraction, gap)
         net, history, best_epoch = _fit(build, Xt, Yt, train_idx, val_idx, cfg, cfg.epochs, cfg.patience)
         epochs = best_epoch
         if cfg.refit_all_windows and len(val_idx):
-            torch.manual_seed(cfg.seed)
             net, _, _ = _fit(build, Xt, Yt, np.arange(len(X)), np.arange(0), cfg, best_epoch, None)
     net.eval()
     return TrainResult(net=net, history=history, epochs=epochs, seconds=time.perf_counter() - start)

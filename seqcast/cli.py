@@ -1,0 +1,237 @@
+"""The `seqcast` command line. Human output only; every command exits non-zero with a one-line reason."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqcast.config import RunConfig, load_config
+
+app = typer.Typer(
+    help="Monthly recurrent-network forecasts, retrained when data changes, written to SQL tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", help="Data folder [env SEQCAST_DATA_DIR; default ./seqcast-data].")
+DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [env SEQCAST_DB_URL; default SQLite in the data folder].")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _config(**overrides: Any) -> RunConfig:
+    try:
+        return load_config(**overrides)
+    except Exception as exc:  # pydantic validation errors: show the first line
+        _fail(f"invalid settings: {str(exc).splitlines()[0]} ({exc})")
+        raise
+
+
+def _prefect_env() -> None:
+    """Settings Prefect must see before it is imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqcast")
+
+
+@app.command()
+def run(
+    source: list[Path] = typer.Option(None, "--source", "-s", help="File to ingest (repeatable)."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [default lstm]."),
+    preset: str = typer.Option(None, "--preset", help="'default' or the notebook's 'tutorial' settings."),
+    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
+    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [12]."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
+    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
+    fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
+    workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
+    orchestrator: str = typer.Option(
+        "prefect", "--orchestrator", help="'prefect' (tasks, caching, UI) or 'none' (plain, in process)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, no task logs."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Run the monthly pipeline once: ingest, retrain what changed, validate, forecast, publish."""
+    config = _config(
+        sources=[str(s) for s in source or []], models=model or None, preset=preset, horizon=horizon,
+        holdout=holdout, epochs=epochs, series_id=series_id, fill_gaps=fill_gaps, workers=workers,
+        data_dir=data_dir, db_url=db_url,
+    )
+    for s in config.sources:
+        if not Path(s).is_file():
+            _fail(f"source file not found: {s}")
+    from seqcast import pipeline, progress
+    from seqcast.report import forecast_table, ingest_lines, metrics_table
+
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _prefect_env()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=True)
+    task_id = bar.add_task("train", total=None)
+    progress.set_reporter(lambda n: bar.advance(task_id, n))
+    try:
+        with bar:
+            if orchestrator == "none":
+                outcome = pipeline.run_pipeline(config)
+            elif orchestrator == "prefect":
+                from flows.monthly_forecast import monthly_forecast
+
+                flow = monthly_forecast.with_options(task_runner=_thread_runner(config.workers))
+                outcome = flow(config)
+            else:
+                _fail(f"unknown orchestrator {orchestrator!r}: use 'prefect' or 'none'")
+    except pipeline.RunInProgress as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"run failed: {type(exc).__name__}: {exc}")
+    finally:
+        progress.set_reporter(None)
+
+    console.rule(f"seqcast run {outcome['run_id']}")
+    for line in ingest_lines(outcome):
+        console.print(f"ingested  {line}", highlight=False)
+    console.print(f"trained   {', '.join(outcome['trained']) or 'none'}"
+                  + ("  (new or revised data)" if outcome["trained"] else ""), highlight=False)
+    console.print(f"reused    {', '.join(outcome['reused']) or 'none'}"
+                  + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
+                  highlight=False)
+    for item in outcome["skipped"]:
+        console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
+    metric_rows = metrics_table(outcome)
+    if metric_rows:
+        window = metric_rows[0]["holdout"]
+        _print_table(f"Holdout {window} (champion marked)", metric_rows[:60],
+                     ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"])
+    _print_table("Forecast (champion per series)", forecast_table(outcome)[:60])
+    console.print(f"database  {outcome['database']}", highlight=False)
+    if outcome["plots"]:
+        console.print(f"plots     {Path(outcome['plots'][0]).parent}", highlight=False)
+    rejected = [b for b in outcome["batches"] if b["status"] == "rejected"]
+    if rejected:
+        _fail(f"{len(rejected)} file(s) rejected; first: {rejected[0]['error']}", code=2)
+
+
+def _thread_runner(workers: int) -> Any:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        left = column in ("series_id", "model_kind")
+        table.add_column(column, justify="left" if left else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*[str(row[c]) for c in columns])
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    files: list[Path] = typer.Argument(..., help="CSV or Parquet files."),
+    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Ingest files now (archived, validated row by row, revisions recorded); no training."""
+    from seqcast import ingest as ingest_mod
+    from seqcast import store
+
+    config = _config(data_dir=data_dir, db_url=db_url)
+    paths = config.paths().create()
+    engine = store.open_engine(config.database_url())
+    failed = []
+    try:
+        for file in files:
+            try:
+                report = ingest_mod.ingest_file(engine, paths, file, series_id=series_id)
+            except ingest_mod.IngestError as exc:
+                failed.append(str(exc))
+                err.print(f"rejected  {exc}", highlight=False)
+                continue
+            if report.status == "duplicate":
+                console.print(f"{file.name}: already ingested ({report.error}); nothing changed", highlight=False)
+            else:
+                console.print(
+                    f"{file.name}: {report.rows_read} rows, {report.rows_inserted} new, {report.rows_updated} "
+                    f"revised, {report.rows_unchanged} unchanged, {report.rows_rejected} rejected "
+                    f"(batch {report.batch_id})",
+                    highlight=False,
+                )
+    finally:
+        engine.dispose()
+    if failed:
+        _fail(failed[0] if len(failed) == 1 else f"{len(failed)} files rejected; first: {failed[0]}")
+
+
+def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str | None) -> None:
+    from seqcast import store
+
+    config = _config(data_dir=data_dir, db_url=db_url)
+    if config.db_url is None and not config.paths().database.exists():
+        _fail(f"no database at {config.paths().database}: run `seqcast run` first")
+    engine = store.open_engine(config.database_url())
+    try:
+        # Fixed SQL text per view; the series filter is a bound parameter.
+        sql = {"latest_forecasts": "SELECT * FROM latest_forecasts WHERE (:sid IS NULL OR series_id = :sid) "
+                                   "ORDER BY series_id, period",
+               "latest_metrics": "SELECT * FROM latest_metrics WHERE (:sid IS NULL OR series_id = :sid) "
+                                 "ORDER BY series_id, model_kind"}[view]
+        frame = store.read_table(engine, sql, {"sid": series})
+    finally:
+        engine.dispose()
+    if frame.empty:
+        _fail(f"no rows in {view}" + (f" for series {series!r}" if series else ""))
+    drop = [c for c in ("run_id", "model_id", "interval_level") if c in frame.columns]
+    shown = frame.drop(columns=drop)
+    rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in shown.to_dict("records")]
+    _print_table(f"{view} (run {frame['run_id'].iloc[0]})", rows)
+
+
+@app.command()
+def forecasts(
+    series: str = typer.Option(None, "--series", help="Only this series."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Print the latest published forecasts (the `latest_forecasts` view)."""
+    _query_view("latest_forecasts", series, data_dir, db_url)
+
+
+@app.command()
+def metrics(
+    series: str = typer.Option(None, "--series", help="Only this series."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Print the latest holdout metrics (the `latest_metrics` view)."""
+    _query_view("latest_metrics", series, data_dir, db_url)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
