@@ -103,32 +103,45 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:  # noqa
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts."""
     logger = get_run_logger()
     storage = Path(config.paths().root).resolve() / "task-results"
-    opts = {"result_storage": storage}
+    states: dict[str, str] = {}
+
+    def run(task_: Any, *args: Any, name: str) -> Any:
+        future = task_.with_options(result_storage=storage).submit(*args)
+        return name, future
+
+    def result(named: tuple[str, Any]) -> Any:
+        name, future = named
+        value = future.result()
+        states[name] = future.state.name
+        return value
+
     with pipeline.run_lock(config):
         run_id = pipeline.new_run_id()
         engine = store.open_engine(config.database_url())
         store.start_run(engine, run_id, str(flow_run.id), pipeline.config_json(config))
         try:
-            ingested = ingest.with_options(**opts)(config)
+            ingested = result(run(ingest, config, name="ingest"))
             logger.info("ingest: %d new observations, %d revised, %d file(s)", ingested["new_observations"],
                         ingested["revised_observations"], len(ingested["batches"]))
-            snap = snapshot.with_options(**opts)(config, ingested["data_version"])
+            snap = result(run(snapshot, config, ingested["data_version"], name="snapshot"))
             chunks = pipeline.chunked(snap["eligible"], config.chunk_size)
             labels = [pipeline.chunk_label(c) for c in chunks]
-            v_futs = [validate.with_options(**opts).submit(c, config, lab) for c, lab in zip(chunks, labels)]
-            t_futs = [train.with_options(**opts).submit(c, config, lab) for c, lab in zip(chunks, labels)]
-            validations = [v for f in v_futs for v in f.result()]
-            finals = [t for f in t_futs for t in f.result()]
-            by_chunk = [
-                forecast.with_options(**opts)(c, pipeline.for_refs(validations, c), pipeline.for_refs(finals, c),
-                                              config, lab)
+            v_futs = [run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels)]
+            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels)]
+            validations = [v for f in v_futs for v in result(f)]
+            finals = [t for f in t_futs for t in result(f)]
+            f_futs = [
+                run(forecast, c, pipeline.for_refs(validations, c), pipeline.for_refs(finals, c), config, lab,
+                    name=f"forecast-{lab}")
                 for c, lab in zip(chunks, labels)
             ]
-            forecasts = [row for part in by_chunk for row in part]
-            outcome = publish.with_options(**opts)(run_id, config, ingested, snap, validations, finals, forecasts)
+            forecasts = [row for f in f_futs for row in result(f)]
+            outcome = result(run(publish, run_id, config, ingested, snap, validations, finals, forecasts,
+                                 name="publish"))
             logger.info("published: %d trained, %d reused, %d skipped", len(outcome["trained"]),
                         len(outcome["reused"]), len(outcome["skipped"]))
-            return report.with_options(**opts)(outcome, config, validations, finals)
+            outcome = result(run(report, outcome, config, validations, finals, name="report"))
+            return {**outcome, "task_states": states}
         except BaseException as exc:
             store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
             raise

@@ -1,0 +1,80 @@
+"""Shared fixtures. Prefect is isolated per session before it is imported anywhere."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before any prefect import: a private home and result store, no server from the environment.
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="seqcast-prefect-"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_HOME / "storage")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "seqcast"
+os.environ.pop("PREFECT_API_URL", None)
+for _name in [k for k in os.environ if k.startswith("SEQCAST_")]:
+    os.environ.pop(_name)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from seqcast.config import RunConfig  # noqa: E402
+from seqcast.ingest import bundled_series_path  # noqa: E402
+
+#: Few epochs keep the suite fast; the models still learn the seasonal shape.
+FAST = {"epochs": 40}
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One real Prefect test server for the whole session (it takes seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "seqcast-data"
+
+
+@pytest.fixture
+def fast_config(data_dir: Path) -> RunConfig:
+    return RunConfig(data_dir=str(data_dir), **FAST)
+
+
+@pytest.fixture(scope="session")
+def air() -> pd.DataFrame:
+    """The bundled series as a long frame."""
+    raw = pd.read_csv(bundled_series_path())
+    return pd.DataFrame(
+        {
+            "series_id": "air_passengers",
+            "period": pd.to_datetime(raw["Month"]).astype("datetime64[us]"),
+            "value": raw["#Passengers"].astype(float),
+        }
+    )
+
+
+def synthetic_panel(n_series: int, months: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Seasonal series with trend and noise, in the long form."""
+    rng = np.random.default_rng(seed)
+    periods = pd.date_range("2015-01-01", periods=months, freq="MS")
+    frames = []
+    for i in range(n_series):
+        t = np.arange(months)
+        level = 100 + 20 * i
+        values = level * (1 + 0.01 * t) * (1 + 0.2 * np.sin(2 * np.pi * t / 12)) + rng.normal(0, 2, months)
+        frames.append(pd.DataFrame({"series_id": f"s{i:03d}", "period": periods, "value": values.round(3)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def panel_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "panel.csv"
+    frame = synthetic_panel(3)
+    frame.assign(period=frame["period"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
+    return path

@@ -1,0 +1,95 @@
+"""The real `monthly-forecast` flow on a real Prefect test server, a real SQLite file and real training."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from flows.monthly_forecast import monthly_forecast
+from seqcast.config import RunConfig
+from tests.conftest import FAST
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def latest(db: Path) -> list[tuple]:
+    return query(db, "SELECT period, yhat, yhat_lower, yhat_upper FROM latest_forecasts ORDER BY period")
+
+
+def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
+    config = RunConfig(data_dir=str(data_dir), **FAST)
+    db = data_dir / "seqcast.db"
+
+    # 1. First run on a fresh folder: the bundled series is ingested, trained, validated and published.
+    first = monthly_forecast(config)
+    assert query(db, "SELECT COUNT(*) FROM observations WHERE series_id = 'air_passengers'") == [(144,)]
+    rows = latest(db)
+    assert [r[0] for r in rows] == [f"1961-{m:02d}-01" for m in range(1, 13)]
+    assert all(lo <= y <= hi for _, y, lo, hi in rows)
+    kinds = {r[0] for r in query(db, "SELECT model_kind FROM metrics")}
+    assert kinds == {"lstm", "seasonal_naive"}
+    assert query(db, "SELECT COUNT(*) FROM metrics WHERE is_champion") == [(1,)]
+    assert first["trained"] == ["air_passengers"]
+    assert first["task_states"]["train-air_passengers"] == "Completed"
+    assert len(first["plots"]) == 2 and all(Path(p).stat().st_size > 0 for p in first["plots"])
+    assert query(db, "SELECT status, new_observations, series_trained FROM pipeline_runs") == [
+        ("completed", 144, 1)
+    ]
+
+    # 2. No new data: nothing is trained, the training task is Cached, forecasts are identical.
+    models_before = query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id")
+    second = monthly_forecast(config)
+    assert query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id") == models_before
+    assert second["task_states"]["train-air_passengers"] == "Cached"
+    assert second["task_states"]["validate-air_passengers"] == "Cached"
+    last_run = query(db, "SELECT series_trained, series_reused, new_observations FROM pipeline_runs "
+                         "ORDER BY started_at DESC LIMIT 1")
+    assert last_run == [(0, 1, 0)]
+    assert latest(db) == rows
+    assert second["reused"] == ["air_passengers"] and second["trained"] == []
+
+    # 3. A new month arrives in the inbox: ingested, retrained, forecasts move on by a month.
+    (data_dir / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
+    third = monthly_forecast(config)
+    assert third["new_observations"] == 1
+    assert third["trained"] == ["air_passengers"]
+    assert third["task_states"]["train-air_passengers"] == "Completed"
+    periods = [r[0] for r in latest(db)]
+    assert periods[0] == "1961-02-01" and periods[-1] == "1962-01-01" and len(periods) == 12
+    assert list((data_dir / "inbox").iterdir()) == []
+    assert len(list((data_dir / "archive").iterdir())) == 2  # the bundled file and the new month
+
+
+def test_same_data_and_config_in_two_folders_give_identical_forecasts(tmp_path: Path) -> None:
+    results = []
+    for name in ("a", "b"):
+        config = RunConfig(data_dir=str(tmp_path / name), models=["gru"], **FAST)
+        monthly_forecast(config)
+        results.append(query(tmp_path / name / "seqcast.db",
+                             "SELECT model_kind, period, yhat FROM forecasts ORDER BY model_kind, period"))
+    assert results[0] == results[1] and len(results[0]) == 24
+
+
+def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None:
+    monthly_forecast(RunConfig(data_dir=str(data_dir), models=["rnn", "gru"], **FAST))
+    with sqlite3.connect(data_dir / "seqcast.db") as conn:
+        conn.row_factory = sqlite3.Row
+        forecasts = conn.execute("SELECT * FROM latest_forecasts WHERE series_id = ?", ("air_passengers",)).fetchall()
+        metrics = conn.execute("SELECT * FROM latest_metrics ORDER BY model_kind").fetchall()
+    assert len(forecasts) == 12
+    assert {"run_id", "series_id", "model_kind", "origin", "period", "step", "yhat", "yhat_lower",
+            "yhat_upper"} <= set(forecasts[0].keys())
+    assert forecasts[0]["origin"] == "1960-12-01" and forecasts[0]["step"] == 1
+    assert [m["model_kind"] for m in metrics] == ["gru", "rnn", "seasonal_naive"]
+    champions = [m for m in metrics if m["is_champion"]]
+    assert len(champions) == 1 and champions[0]["model_kind"] == forecasts[0]["model_kind"]
+    best = min(metrics, key=lambda m: m["mase"])
+    assert champions[0]["model_kind"] == best["model_kind"]
+    assert all(m["holdout_start"] == "1960-01-01" and m["holdout_end"] == "1960-12-01" for m in metrics)
