@@ -77,18 +77,31 @@ def _run_key(stage: str):
 
 
 @task(name="publish", cache_key_fn=_run_key("publish"), **RETRIES)
-def publish(run_id: str, config: RunConfig, ingested: dict, snap: dict, validations: list, finals: list,
-            forecasts: list) -> dict[str, Any]:
+def publish(
+    run_id: str,
+    config: RunConfig,
+    ingested: dict,
+    snap: dict,
+    validations: list,
+    finals: list,
+    forecasts: list,
+) -> dict[str, Any]:
     return pipeline.publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
 
 
 @task(name="report", cache_key_fn=_run_key("report"), **RETRIES)
 def report(outcome: dict, config: RunConfig, validations: list, finals: list) -> dict[str, Any]:
     outcome = pipeline.report_stage(outcome, config, validations, finals)
-    create_table_artifact(key="metrics", table=metrics_table(outcome),
-                          description="Holdout metrics per series and model; seasonal naive alongside")
-    create_table_artifact(key="forecasts", table=forecast_table(outcome),
-                          description="Published forecasts (the champion of each series)")
+    create_table_artifact(
+        key="metrics",
+        table=metrics_table(outcome),
+        description="Holdout metrics per series and model; seasonal naive alongside",
+    )
+    create_table_artifact(
+        key="forecasts",
+        table=forecast_table(outcome),
+        description="Published forecasts (the champion of each series)",
+    )
     create_markdown_artifact(key="run-summary", markdown=summary_markdown(outcome), description="Run summary")
     return outcome
 
@@ -99,7 +112,7 @@ def _run_name() -> str:
 
 
 @flow(name="monthly-forecast", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
-def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:  # noqa: B008
+def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts."""
     logger = get_run_logger()
     storage = Path(config.paths().root).resolve() / "task-results"
@@ -121,25 +134,43 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:  # noqa
         store.start_run(engine, run_id, str(flow_run.id), pipeline.config_json(config))
         try:
             ingested = result(run(ingest, config, name="ingest"))
-            logger.info("ingest: %d new observations, %d revised, %d file(s)", ingested["new_observations"],
-                        ingested["revised_observations"], len(ingested["batches"]))
+            logger.info(
+                "ingest: %d new observations, %d revised, %d file(s)",
+                ingested["new_observations"],
+                ingested["revised_observations"],
+                len(ingested["batches"]),
+            )
             snap = result(run(snapshot, config, ingested["data_version"], name="snapshot"))
             chunks = pipeline.chunked(snap["eligible"], config.chunk_size)
             labels = [pipeline.chunk_label(c) for c in chunks]
-            v_futs = [run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels)]
-            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels)]
+            v_futs = [
+                run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=False)
+            ]
+            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=False)]
             validations = [v for f in v_futs for v in result(f)]
             finals = [t for f in t_futs for t in result(f)]
             f_futs = [
-                run(forecast, c, pipeline.for_refs(validations, c), pipeline.for_refs(finals, c), config, lab,
-                    name=f"forecast-{lab}")
-                for c, lab in zip(chunks, labels)
+                run(
+                    forecast,
+                    c,
+                    pipeline.for_refs(validations, c),
+                    pipeline.for_refs(finals, c),
+                    config,
+                    lab,
+                    name=f"forecast-{lab}",
+                )
+                for c, lab in zip(chunks, labels, strict=False)
             ]
             forecasts = [row for f in f_futs for row in result(f)]
-            outcome = result(run(publish, run_id, config, ingested, snap, validations, finals, forecasts,
-                                 name="publish"))
-            logger.info("published: %d trained, %d reused, %d skipped", len(outcome["trained"]),
-                        len(outcome["reused"]), len(outcome["skipped"]))
+            outcome = result(
+                run(publish, run_id, config, ingested, snap, validations, finals, forecasts, name="publish")
+            )
+            logger.info(
+                "published: %d trained, %d reused, %d skipped",
+                len(outcome["trained"]),
+                len(outcome["reused"]),
+                len(outcome["skipped"]),
+            )
             outcome = result(run(report, outcome, config, validations, finals, name="report"))
             return {**outcome, "task_states": states}
         except BaseException as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ def _prefect_env() -> None:
     """Settings Prefect must see before it is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqcast")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 @app.command()
@@ -66,9 +66,17 @@ def run(
 ) -> None:
     """Run the monthly pipeline once: ingest, retrain what changed, validate, forecast, publish."""
     config = _config(
-        sources=[str(s) for s in source or []], models=model or None, preset=preset, horizon=horizon,
-        holdout=holdout, epochs=epochs, series_id=series_id, fill_gaps=fill_gaps, workers=workers,
-        data_dir=data_dir, db_url=db_url,
+        sources=[str(s) for s in source or []],
+        models=model or None,
+        preset=preset,
+        horizon=horizon,
+        holdout=holdout,
+        epochs=epochs,
+        series_id=series_id,
+        fill_gaps=fill_gaps,
+        workers=workers,
+        data_dir=data_dir,
+        db_url=db_url,
     )
     for s in config.sources:
         if not Path(s).is_file():
@@ -81,8 +89,14 @@ def run(
     _prefect_env()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=True)
+    bar = Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
     task_id = bar.add_task("train", total=None)
     progress.set_reporter(lambda n: bar.advance(task_id, n))
     try:
@@ -106,18 +120,26 @@ def run(
     console.rule(f"seqcast run {outcome['run_id']}")
     for line in ingest_lines(outcome):
         console.print(f"ingested  {line}", highlight=False)
-    console.print(f"trained   {', '.join(outcome['trained']) or 'none'}"
-                  + ("  (new or revised data)" if outcome["trained"] else ""), highlight=False)
-    console.print(f"reused    {', '.join(outcome['reused']) or 'none'}"
-                  + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
-                  highlight=False)
+    console.print(
+        f"trained   {', '.join(outcome['trained']) or 'none'}"
+        + ("  (new or revised data)" if outcome["trained"] else ""),
+        highlight=False,
+    )
+    console.print(
+        f"reused    {', '.join(outcome['reused']) or 'none'}"
+        + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
+        highlight=False,
+    )
     for item in outcome["skipped"]:
         console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
     metric_rows = metrics_table(outcome)
     if metric_rows:
         window = metric_rows[0]["holdout"]
-        _print_table(f"Holdout {window} (champion marked)", metric_rows[:60],
-                     ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"])
+        _print_table(
+            f"Holdout {window} (champion marked)",
+            metric_rows[:60],
+            ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"],
+        )
     _print_table("Forecast (champion per series)", forecast_table(outcome)[:60])
     console.print(f"database  {outcome['database']}", highlight=False)
     if outcome["plots"]:
@@ -193,10 +215,12 @@ def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str
     engine = store.open_engine(config.database_url())
     try:
         # Fixed SQL text per view; the series filter is a bound parameter.
-        sql = {"latest_forecasts": "SELECT * FROM latest_forecasts WHERE (:sid IS NULL OR series_id = :sid) "
-                                   "ORDER BY series_id, period",
-               "latest_metrics": "SELECT * FROM latest_metrics WHERE (:sid IS NULL OR series_id = :sid) "
-                                 "ORDER BY series_id, model_kind"}[view]
+        sql = {
+            "latest_forecasts": "SELECT * FROM latest_forecasts WHERE (:sid IS NULL OR series_id = :sid) "
+            "ORDER BY series_id, period",
+            "latest_metrics": "SELECT * FROM latest_metrics WHERE (:sid IS NULL OR series_id = :sid) "
+            "ORDER BY series_id, model_kind",
+        }[view]
         frame = store.read_table(engine, sql, {"sid": series})
     finally:
         engine.dispose()
@@ -204,7 +228,9 @@ def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str
         _fail(f"no rows in {view}" + (f" for series {series!r}" if series else ""))
     drop = [c for c in ("run_id", "model_id", "interval_level") if c in frame.columns]
     shown = frame.drop(columns=drop)
-    rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in shown.to_dict("records")]
+    rows = [
+        {str(k): (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in shown.to_dict("records")
+    ]
     _print_table(f"{view} (run {frame['run_id'].iloc[0]})", rows)
 
 
@@ -234,4 +260,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -1,4 +1,4 @@
-"""Typed, frozen settings: defaults, then a TOML config file, then SEQCAST_* variables, then explicit overrides."""
+"""Typed, frozen settings: defaults < a TOML config file < SEQCAST_* variables < explicit overrides."""
 
 from __future__ import annotations
 
@@ -52,9 +52,7 @@ class ModelConfig(BaseModel):
 
     def config_hash(self) -> str:
         """Content hash of the settings and the model code version."""
-        payload = json.dumps(
-            {"config": self.model_dump(mode="json"), "code": MODEL_CODE_VERSION}, sort_keys=True
-        )
+        payload = json.dumps({"config": self.model_dump(mode="json"), "code": MODEL_CODE_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -94,7 +92,7 @@ class RunConfig(BaseModel):
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data folder.")
     sources: list[str] = Field(default_factory=list, description="Files to ingest besides the inbox.")
     series_id: str | None = Field(None, description="Series id for two-column files (default: file stem).")
-    models: list[ModelKind] = Field(default_factory=lambda: ["lstm"], description="Recurrent kinds to fit.")
+    models: list[ModelKind] = Field(default_factory=lambda: ["lstm"], description="Recurrent kinds to fit.")  # type: ignore[arg-type]
     preset: Preset = Field("default", description="'default' or the notebook's 'tutorial' settings.")
     horizon: int = Field(12, ge=1, le=120, description="Months to forecast.")
     holdout: int = Field(12, ge=1, le=120, description="Months held out for validation.")
@@ -117,9 +115,7 @@ class RunConfig(BaseModel):
     def model_configs(self) -> list[ModelConfig]:
         """One ModelConfig per requested kind."""
         return [
-            model_config_for(
-                kind, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback
-            )
+            model_config_for(kind, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback)
             for kind in self.models
         ]
 

@@ -76,9 +76,7 @@ def _holdout_dates(periods: pd.Series, holdout: int) -> tuple[str, str]:
     return str(periods.iloc[-holdout].date()), str(periods.iloc[-1].date())
 
 
-def validate_series(
-    ref: dict[str, Any], configs: list[ModelConfig], holdout: int, models_dir: Path
-) -> dict[str, Any]:
+def validate_series(ref: dict[str, Any], configs: list[ModelConfig], holdout: int, models_dir: Path) -> dict[str, Any]:
     """Fit each model on all but the last `holdout` months and score its forecast of them (no peeking).
 
     The seasonal-naive baseline is scored on the same window.
@@ -89,7 +87,11 @@ def validate_series(
     start, end = _holdout_dates(frame["period"], holdout)
     candidates: dict[str, Any] = {}
     naive = seasonal_naive(train, holdout)
-    candidates[BASELINE] = {"metrics": score(actual, naive, train), "prediction": naive.tolist(), "model": None}
+    candidates[BASELINE] = {
+        "metrics": score(actual, naive, train),
+        "prediction": naive.tolist(),
+        "model": None,
+    }
     data_key = f"{ref['data_hash']}:holdout{holdout}"
     for config in configs:
         model, record = fit_or_reuse(train, config, data_key, "holdout", models_dir)
@@ -165,7 +167,10 @@ def forecast_series(
             yhat, model_id = seasonal_naive(y, horizon), None
         else:
             record = final["models"][kind]
-            yhat, model_id = artifacts.load_model(Path(record["artifact_path"])).predict(horizon), record["model_id"]
+            yhat, model_id = (
+                artifacts.load_model(Path(record["artifact_path"])).predict(horizon),
+                record["model_id"],
+            )
         lower, upper = conformal_interval(yhat, validation["actual"], candidate["prediction"], level)
         rows.extend(
             {

@@ -17,6 +17,7 @@ Row numbers count data rows from 1 (the header is not a row).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import uuid
@@ -92,11 +93,18 @@ def read_table(path: Path) -> pd.DataFrame:
             return pq.read_table(path).to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{name}: not a readable Parquet file ({exc})") from exc
-    if b"\x00" in open(path, "rb").read(8192):
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    if b"\x00" in head:
         raise IngestError(f"{name}: not a text table (binary content)")
     try:
         return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", skipinitialspace=True
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
         )
     except pd.errors.EmptyDataError as exc:
         raise IngestError(f"{name}: file is empty") from exc
@@ -112,9 +120,7 @@ def _resolve_columns(
     if columns:
         wanted = {role: columns.get(role) for role in ("series_id", "period", "value")}
         missing = [
-            f"{role} ('{col}')"
-            for role, col in wanted.items()
-            if col is not None and col.strip().lower() not in lookup
+            f"{role} ('{col}')" for role, col in wanted.items() if col is not None and col.strip().lower() not in lookup
         ]
         if missing:
             raise IngestError(f"{name}: missing column {', '.join(missing)}; found {list(frame.columns)}")
@@ -147,7 +153,7 @@ def _resolve_columns(
 
 
 def _constant_id(frame: pd.DataFrame, series_id: str) -> pd.Series:
-    return pd.Series(np.full(len(frame), series_id, dtype=object), index=frame.index)
+    return pd.Series([series_id] * len(frame), index=frame.index, dtype=object)
 
 
 def _parse_periods(column: pd.Series) -> pd.Series:
@@ -160,7 +166,7 @@ def _parse_periods(column: pd.Series) -> pd.Series:
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     parsed = parsed.astype("datetime64[us]")
     in_range = (parsed.dt.year >= 1800) & (parsed.dt.year <= 2200)
-    return parsed.where(in_range).dt.to_period("M").dt.to_timestamp().astype("datetime64[us]")
+    return pd.Series(parsed.where(in_range).dt.to_period("M").dt.to_timestamp().astype("datetime64[us]"))
 
 
 def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -184,9 +190,7 @@ def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, reason
 
 
-def parse_file(
-    path: Path, series_id: str | None = None, columns: Mapping[str, str] | None = None
-) -> Parsed:
+def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, str] | None = None) -> Parsed:
     """Parse one file into valid rows and rejected rows; raise IngestError when no row is usable."""
     path = Path(path)
     name = path.name
@@ -212,14 +216,16 @@ def parse_file(
         period_text[bad_period].map(lambda s: repr(s[:40]))
     )
     bad_value = value_reason.notna() & reason.isna()
-    reason[bad_value] = "field 'value': " + value_reason[bad_value] + " (" + (
-        frame.loc[bad_value, value_col].astype(str).map(lambda s: repr(s[:40]))
-    ) + ")"
+    reason[bad_value] = (
+        "field 'value': "
+        + value_reason[bad_value]
+        + " ("
+        + (frame.loc[bad_value, value_col].astype(str).map(lambda s: repr(s[:40])))
+        + ")"
+    )
 
     good = reason.isna().to_numpy()
-    rows = pd.DataFrame(
-        {"series_id": ids[good].to_numpy(dtype=object), "period": periods[good], "value": values[good]}
-    )
+    rows = pd.DataFrame({"series_id": ids[good].to_numpy(dtype=object), "period": periods[good], "value": values[good]})
     rows["row_number"] = row_number[good]
 
     # Same series and month more than once in this file.
@@ -246,7 +252,10 @@ def parse_file(
         {
             "row_number": row_number[rejected_mask],
             "raw": _raw_rows(frame.loc[rejected_mask]),
-            "reason": [f"{name} row {r}, {why}" for r, why in zip(row_number[rejected_mask], reason[rejected_mask])],
+            "reason": [
+                f"{name} row {r}, {why}"
+                for r, why in zip(row_number[rejected_mask], reason[rejected_mask], strict=False)
+            ],
         }
     )
     if rows.empty:
@@ -292,19 +301,28 @@ def ingest_file(
         earlier = store.find_applied_batch(engine, sha)
         if earlier is not None:
             parsed_rows = 0
-            try:
+            with contextlib.suppress(IngestError):
                 parsed_rows = parse_file(source, series_id, columns).rows_read
-            except IngestError:
-                pass
             store.record_batch(
                 engine,
-                {**batch, "status": "duplicate", "rows_read": parsed_rows, "rows_unchanged": parsed_rows,
-                 "error": f"same content as batch {earlier}"},
+                {
+                    **batch,
+                    "status": "duplicate",
+                    "rows_read": parsed_rows,
+                    "rows_unchanged": parsed_rows,
+                    "error": f"same content as batch {earlier}",
+                },
             )
             log.info("%s: same content as batch %s, nothing changed", source.name, earlier)
-            return BatchReport(batch_id, str(source), "duplicate", rows_read=parsed_rows,
-                               rows_unchanged=parsed_rows, archive_path=str(archived),
-                               error=f"same content as batch {earlier}")
+            return BatchReport(
+                batch_id,
+                str(source),
+                "duplicate",
+                rows_read=parsed_rows,
+                rows_unchanged=parsed_rows,
+                archive_path=str(archived),
+                error=f"same content as batch {earlier}",
+            )
         try:
             parsed = parse_file(source, series_id, columns)
         except IngestError as exc:
@@ -322,8 +340,12 @@ def ingest_file(
         )
         log.info(
             "%s: %d rows read, %d inserted, %d updated, %d unchanged, %d rejected",
-            source.name, report.rows_read, report.rows_inserted, report.rows_updated,
-            report.rows_unchanged, report.rows_rejected,
+            source.name,
+            report.rows_read,
+            report.rows_inserted,
+            report.rows_updated,
+            report.rows_unchanged,
+            report.rows_rejected,
         )
         return report
     finally:

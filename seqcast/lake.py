@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,10 @@ def data_hash(periods: pd.Series, values: pd.Series) -> str:
     return hashlib.sha256(months.tobytes() + vals.tobytes()).hexdigest()[:32]
 
 
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path)
+
+
 def series_folder(lake: Path, series_id: str) -> Path:
     return lake / f"series={safe_name(series_id)}"
 
@@ -64,7 +69,7 @@ def snapshot(observations: pd.DataFrame, lake: Path) -> list[SeriesRef]:
                 schema=_SCHEMA,
                 preserve_index=False,
             )
-            atomic_write(target, lambda tmp, t=table: pq.write_table(t, tmp))
+            atomic_write(target, partial(_write_parquet, table))
         months = group["period"].to_numpy().astype("datetime64[M]").astype(np.int64)
         span = int(months[-1] - months[0]) + 1
         refs.append(

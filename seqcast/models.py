@@ -17,7 +17,7 @@ from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, train_network
 from seqcast.windows import Scaler, fit_scaler, last_window, make_windows
 
-_CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RecurrentNet(nn.Module):

@@ -43,7 +43,7 @@ def run_lock(config: RunConfig) -> Iterator[None]:
     """
     paths = config.paths()
     paths.root.mkdir(parents=True, exist_ok=True)
-    handle = open(paths.lock, "a+")
+    handle = open(paths.lock, "a+")  # noqa: SIM115 - held open for as long as the lock
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,8 +194,12 @@ def forecast_chunk(
     """The published forecasts (every model, champion marked) for a chunk of series."""
     by_val = {v["series_id"]: v for v in validations}
     by_final = {f["series_id"]: f for f in finals}
-    ready = [r for r in refs if "error" not in by_val.get(r["series_id"], {"error": 1})
-             and "error" not in by_final.get(r["series_id"], {"error": 1})]
+    ready = [
+        r
+        for r in refs
+        if "error" not in by_val.get(r["series_id"], {"error": 1})
+        and "error" not in by_final.get(r["series_id"], {"error": 1})
+    ]
 
     def work(ref: dict[str, Any]) -> dict[str, Any]:
         sid = ref["series_id"]
@@ -250,7 +254,11 @@ def publish_stage(
         database=_redact(config.database_url()),
         data_dir=str(config.paths().root),
     )
-    model_rows, history_rows, metric_rows, forecast_rows, status_rows = [], [], [], [], []
+    model_rows: list[dict[str, Any]] = []
+    history_rows: list[dict[str, Any]] = []
+    metric_rows: list[dict[str, Any]] = []
+    forecast_rows: list[dict[str, Any]] = []
+    status_rows: list[dict[str, Any]] = []
     engine = store.open_engine(config.database_url())
     try:
         all_ids = [c["model"]["model_id"] for v in by_val.values() for c in v["candidates"].values() if c["model"]]
@@ -271,30 +279,38 @@ def publish_stage(
         trained = any(r["model_id"] not in known for r in records)
         (outcome.trained if trained else outcome.reused).append(sid)
         filled = snapshot.get("filled", {}).get(sid)
-        status_rows.append({
-            "run_id": run_id,
-            "series_id": sid,
-            "status": "trained" if trained else "reused",
-            "reason": ("new or revised data" if trained else "data and config unchanged: stored models reused")
-            + (f"; {filled} missing month(s) interpolated" if filled else ""),
-        })
-        for r in records:
-            model_rows.append({
-                "model_id": r["model_id"],
-                "series_id": sid,
-                "model_kind": r["model_kind"],
-                "purpose": r["purpose"],
-                "config_hash": r["config_hash"],
-                "data_hash": r["data_hash"],
-                "trained_at": store.utcnow(),
-                "train_seconds": r["train_seconds"],
-                "epochs": r["epochs"],
-                "artifact_path": r["artifact_path"],
+        status_rows.append(
+            {
                 "run_id": run_id,
-            })
+                "series_id": sid,
+                "status": "trained" if trained else "reused",
+                "reason": ("new or revised data" if trained else "data and config unchanged: stored models reused")
+                + (f"; {filled} missing month(s) interpolated" if filled else ""),
+            }
+        )
+        for r in records:
+            model_rows.append(
+                {
+                    "model_id": r["model_id"],
+                    "series_id": sid,
+                    "model_kind": r["model_kind"],
+                    "purpose": r["purpose"],
+                    "config_hash": r["config_hash"],
+                    "data_hash": r["data_hash"],
+                    "trained_at": store.utcnow(),
+                    "train_seconds": r["train_seconds"],
+                    "epochs": r["epochs"],
+                    "artifact_path": r["artifact_path"],
+                    "run_id": run_id,
+                }
+            )
             history_rows.extend(
-                {"model_id": r["model_id"], "epoch": int(e), "train_loss": float(t),
-                 "val_loss": None if v is None else float(v)}
+                {
+                    "model_id": r["model_id"],
+                    "epoch": int(e),
+                    "train_loss": float(t),
+                    "val_loss": None if v is None else float(v),
+                }
                 for e, t, v in r["history"]
             )
         champion = published["champion"]
@@ -314,11 +330,13 @@ def publish_stage(
             metric_rows.append(row)
         forecast_rows.extend({"run_id": run_id, **row} for row in published["rows"])
     for item in snapshot["skipped"]:
-        status_rows.append({"run_id": run_id, "series_id": item["series_id"], "status": "skipped",
-                            "reason": item["reason"]})
-    for item in outcome.skipped[len(snapshot["skipped"]):]:
-        status_rows.append({"run_id": run_id, "series_id": item["series_id"], "status": "failed",
-                            "reason": item["reason"]})
+        status_rows.append(
+            {"run_id": run_id, "series_id": item["series_id"], "status": "skipped", "reason": item["reason"]}
+        )
+    for item in outcome.skipped[len(snapshot["skipped"]) :]:
+        status_rows.append(
+            {"run_id": run_id, "series_id": item["series_id"], "status": "failed", "reason": item["reason"]}
+        )
     rows = store.RunRows(
         run_id=run_id,
         new_observations=outcome.new_observations,
@@ -336,10 +354,12 @@ def publish_stage(
         store.write_run(engine, rows)
     finally:
         engine.dispose()
-    outcome.metrics = [{**m, "holdout_start": str(m["holdout_start"]), "holdout_end": str(m["holdout_end"])}
-                       for m in metric_rows]
-    outcome.forecasts = [{**f, "origin": str(f["origin"]), "period": str(f["period"])}
-                         for f in forecast_rows if f["is_champion"]]
+    outcome.metrics = [
+        {**m, "holdout_start": str(m["holdout_start"]), "holdout_end": str(m["holdout_end"])} for m in metric_rows
+    ]
+    outcome.forecasts = [
+        {**f, "origin": str(f["origin"]), "period": str(f["period"])} for f in forecast_rows if f["is_champion"]
+    ]
     return outcome.to_dict()
 
 
@@ -363,7 +383,10 @@ def _redact(url: str) -> str:
 
 
 def report_stage(
-    outcome: dict[str, Any], config: RunConfig, validations: list[dict[str, Any]], finals: list[dict[str, Any]]
+    outcome: dict[str, Any],
+    config: RunConfig,
+    validations: list[dict[str, Any]],
+    finals: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Plot each published series (loss curves; history, holdout and forecast); return the outcome with plot paths."""
     paths = config.paths()
@@ -381,10 +404,17 @@ def report_stage(
             holdout_periods = history["period"].iloc[-config.holdout :].dt.date.astype(str).tolist()
             predictions = {k: c["prediction"] for k, c in validation["candidates"].items()}
             mine = forecasts[forecasts["series_id"] == sid] if len(forecasts) else forecasts
-            written.append(str(plots.plot_forecast(
-                history, {"periods": holdout_periods, "predictions": predictions}, mine,
-                folder / f"{stem}-forecast.png", f"{sid}: actual, holdout predictions, forecast",
-            )))
+            written.append(
+                str(
+                    plots.plot_forecast(
+                        history,
+                        {"periods": holdout_periods, "predictions": predictions},
+                        mine,
+                        folder / f"{stem}-forecast.png",
+                        f"{sid}: actual, holdout predictions, forecast",
+                    )
+                )
+            )
             histories = {k: r["history"] for k, r in by_final[sid]["models"].items()}
             written.append(str(plots.plot_loss(histories, folder / f"{stem}-loss.png", f"{sid}: training loss")))
     finally:

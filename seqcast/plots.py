@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from seqcast._files import atomic_write  # noqa: E402
+from seqcast._files import atomic_write
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -29,10 +29,11 @@ def plot_loss(histories: dict[str, list[list[float | None]]], path: Path, title:
     """Training and validation loss per epoch, one pair of lines per model kind."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for kind, history in histories.items():
-        epochs = [row[0] for row in history]
-        ax.plot(epochs, [row[1] for row in history], label=f"{kind} train")
+        epochs = [float(row[0] or 0) for row in history]
+        ax.plot(epochs, [float(row[1] or 0) for row in history], label=f"{kind} train")
         if any(row[2] is not None for row in history):
-            ax.plot(epochs, [row[2] for row in history], linestyle="--", label=f"{kind} validation")
+            val = [float("nan") if row[2] is None else float(row[2]) for row in history]
+            ax.plot(epochs, val, linestyle="--", label=f"{kind} validation")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (scaled)")
@@ -67,9 +68,10 @@ def plot_forecast(
         ax.plot(fperiods, forecast["yhat"], color="tab:red", linewidth=1.6, label=f"forecast ({kind})")
         level = forecast["interval_level"].iloc[0] if "interval_level" in forecast else None
         band = f"{level:.0%} interval" if level else "interval"
-        ax.fill_between(fperiods, forecast["yhat_lower"], forecast["yhat_upper"], color="tab:red", alpha=0.15,
-                        label=band)
-    ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")
+        ax.fill_between(
+            fperiods, forecast["yhat_lower"], forecast["yhat_upper"], color="tab:red", alpha=0.15, label=band
+        )
+    ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")  # type: ignore[arg-type]
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)

@@ -15,8 +15,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def metrics_table(outcome: dict[str, Any]) -> list[dict[str, Any]]:
     """Holdout metrics rows: series, model, MAPE, sMAPE, MASE, champion marked; baseline included."""
-    rows = sorted(outcome["metrics"], key=lambda m: (m["series_id"], m["model_kind"] != "seasonal_naive",
-                                                        m["model_kind"]))
+    rows = sorted(
+        outcome["metrics"],
+        key=lambda m: (m["series_id"], m["model_kind"] != "seasonal_naive", m["model_kind"]),
+    )
     return [
         {
             "series_id": m["series_id"],
@@ -69,19 +71,37 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
     """The run summary as markdown (for the Prefect UI and the report page)."""
     parts = [f"# seqcast run {outcome['run_id']}", "", "## Ingested"]
     parts += [f"- {line}" for line in ingest_lines(outcome)]
-    parts += ["", f"**New observations:** {outcome['new_observations']}, "
-                  f"**revised:** {outcome.get('revised_observations', 0)}", "", "## Series"]
-    parts += [f"- trained (new or revised data): {', '.join(outcome['trained']) or 'none'}",
-              f"- reused (nothing changed): {', '.join(outcome['reused']) or 'none'}"]
+    parts += [
+        "",
+        f"**New observations:** {outcome['new_observations']}, **revised:** {outcome.get('revised_observations', 0)}",
+        "",
+        "## Series",
+    ]
+    parts += [
+        f"- trained (new or revised data): {', '.join(outcome['trained']) or 'none'}",
+        f"- reused (nothing changed): {', '.join(outcome['reused']) or 'none'}",
+    ]
     for item in outcome["skipped"]:
         parts.append(f"- skipped `{item['series_id']}`: {item['reason']}")
     if outcome["metrics"]:
-        parts += ["", "## Holdout metrics", "", "| series | model | MAPE % | sMAPE % | MASE | champion |",
-                  "|---|---|---|---|---|---|"]
-        parts += [f"| {m['series_id']} | {m['model_kind']} | {m['mape_pct']} | {m['smape_pct']} | {m['mase']} | "
-                  f"{m['champion']} |" for m in metrics_table(outcome)]
-    parts += ["", "## Where things are", f"- database: `{outcome['database']}`",
-              f"- data folder: `{outcome['data_dir']}`"]
+        parts += [
+            "",
+            "## Holdout metrics",
+            "",
+            "| series | model | MAPE % | sMAPE % | MASE | champion |",
+            "|---|---|---|---|---|---|",
+        ]
+        parts += [
+            f"| {m['series_id']} | {m['model_kind']} | {m['mape_pct']} | {m['smape_pct']} | {m['mase']} | "
+            f"{m['champion']} |"
+            for m in metrics_table(outcome)
+        ]
+    parts += [
+        "",
+        "## Where things are",
+        f"- database: `{outcome['database']}`",
+        f"- data folder: `{outcome['data_dir']}`",
+    ]
     if outcome.get("plots"):
         parts.append(f"- plots: `{outcome['plots'][0].rsplit('/', 1)[0]}` ({len(outcome['plots'])} PNG files)")
     return "\n".join(parts) + "\n"

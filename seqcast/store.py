@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -325,7 +326,9 @@ def apply_batch(
         if len(changed_rows):
             upd = [
                 {"b_sid": s, "b_period": p.date(), "b_value": v, "b_batch": batch_id, "b_at": now}
-                for s, p, v in zip(changed_rows["series_id"], changed_rows["period"], changed_rows["value"])
+                for s, p, v in zip(
+                    changed_rows["series_id"], changed_rows["period"], changed_rows["value"], strict=False
+                )
             ]
             conn.execute(
                 observations.update()
@@ -357,6 +360,7 @@ def apply_batch(
                         changed_rows["period"],
                         changed_rows["old_value"],
                         changed_rows["value"],
+                        strict=False,
                     )
                 ],
             )
@@ -378,11 +382,11 @@ def apply_batch(
 def _records(rejected: pd.DataFrame, batch_id: str) -> list[dict[str, Any]]:
     return [
         {"batch_id": batch_id, "row_number": int(n), "raw": str(raw), "reason": str(reason)}
-        for n, raw, reason in zip(rejected["row_number"], rejected["raw"], rejected["reason"])
+        for n, raw, reason in zip(rejected["row_number"], rejected["raw"], rejected["reason"], strict=False)
     ]
 
 
-def _existing_values(conn: Connection, series_ids: Sequence[str], chunk: int = 500) -> pd.DataFrame:
+def _existing_values(conn: Connection, series_ids: Sequence[str] | np.ndarray, chunk: int = 500) -> pd.DataFrame:
     frames = []
     for start in range(0, len(series_ids), chunk):
         part = list(series_ids[start : start + chunk])
@@ -429,7 +433,7 @@ def fill_observations(engine: Engine, rows: pd.DataFrame, batch_id: str) -> int:
                     "ingested_at": now,
                     "is_filled": True,
                 }
-                for s, p, v in zip(fresh["series_id"], fresh["period"], fresh["value"])
+                for s, p, v in zip(fresh["series_id"], fresh["period"], fresh["value"], strict=False)
             ],
         )
         _bump_data_version(conn)
@@ -444,9 +448,7 @@ def load_observations(engine: Engine, series_ids: Iterable[str] | None = None) -
     if series_ids is not None:
         query = query.where(observations.c.series_id.in_(list(series_ids)))
     with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query).all(), columns=["series_id", "period", "value", "is_filled"]
-        )
+        frame = pd.DataFrame(conn.execute(query).all(), columns=["series_id", "period", "value", "is_filled"])
     frame["series_id"] = frame["series_id"].astype(object)
     frame["period"] = pd.to_datetime(frame["period"]).astype("datetime64[us]")
     frame["value"] = frame["value"].astype(float)

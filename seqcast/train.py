@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -61,7 +60,7 @@ def split_windows(n: int, val_fraction: float, gap: int) -> tuple[np.ndarray, np
     `gap` windows before the validation block are dropped, so no training target overlaps a
     validation target (with a 12-month direct head, neighbouring windows share 11 targets).
     """
-    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
+    n_val = round(n * val_fraction) if val_fraction > 0 else 0
     if n_val == 0 or n - n_val - gap < 4:
         return np.arange(n), np.arange(0)
     return np.arange(n - n_val - gap), np.arange(n - n_val, n)

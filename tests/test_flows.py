@@ -39,9 +39,7 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
     assert first["trained"] == ["air_passengers"]
     assert first["task_states"]["train-air_passengers"] == "Completed"
     assert len(first["plots"]) == 2 and all(Path(p).stat().st_size > 0 for p in first["plots"])
-    assert query(db, "SELECT status, new_observations, series_trained FROM pipeline_runs") == [
-        ("completed", 144, 1)
-    ]
+    assert query(db, "SELECT status, new_observations, series_trained FROM pipeline_runs") == [("completed", 144, 1)]
 
     # 2. No new data: nothing is trained, the training task is Cached, forecasts are identical.
     models_before = query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id")
@@ -49,8 +47,10 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
     assert query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id") == models_before
     assert second["task_states"]["train-air_passengers"] == "Cached"
     assert second["task_states"]["validate-air_passengers"] == "Cached"
-    last_run = query(db, "SELECT series_trained, series_reused, new_observations FROM pipeline_runs "
-                         "ORDER BY started_at DESC LIMIT 1")
+    last_run = query(
+        db,
+        "SELECT series_trained, series_reused, new_observations FROM pipeline_runs ORDER BY started_at DESC LIMIT 1",
+    )
     assert last_run == [(0, 1, 0)]
     assert latest(db) == rows
     assert second["reused"] == ["air_passengers"] and second["trained"] == []
@@ -72,8 +72,12 @@ def test_same_data_and_config_in_two_folders_give_identical_forecasts(tmp_path: 
     for name in ("a", "b"):
         config = RunConfig(data_dir=str(tmp_path / name), models=["gru"], **FAST)
         monthly_forecast(config)
-        results.append(query(tmp_path / name / "seqcast.db",
-                             "SELECT model_kind, period, yhat FROM forecasts ORDER BY model_kind, period"))
+        results.append(
+            query(
+                tmp_path / name / "seqcast.db",
+                "SELECT model_kind, period, yhat FROM forecasts ORDER BY model_kind, period",
+            )
+        )
     assert results[0] == results[1] and len(results[0]) == 24
 
 
@@ -84,8 +88,17 @@ def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None
         forecasts = conn.execute("SELECT * FROM latest_forecasts WHERE series_id = ?", ("air_passengers",)).fetchall()
         metrics = conn.execute("SELECT * FROM latest_metrics ORDER BY model_kind").fetchall()
     assert len(forecasts) == 12
-    assert {"run_id", "series_id", "model_kind", "origin", "period", "step", "yhat", "yhat_lower",
-            "yhat_upper"} <= set(forecasts[0].keys())
+    assert {
+        "run_id",
+        "series_id",
+        "model_kind",
+        "origin",
+        "period",
+        "step",
+        "yhat",
+        "yhat_lower",
+        "yhat_upper",
+    } <= set(forecasts[0].keys())
     assert forecasts[0]["origin"] == "1960-12-01" and forecasts[0]["step"] == 1
     assert [m["model_kind"] for m in metrics] == ["gru", "rnn", "seasonal_naive"]
     champions = [m for m in metrics if m["is_champion"]]

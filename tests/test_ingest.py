@@ -98,7 +98,7 @@ def test_bad_rows_are_rejected_with_file_row_and_field(tmp_path: Path) -> None:
     )
     parsed = parse_file(write(tmp_path / "bad.csv", text))
     assert parsed.rows["value"].tolist() == [1.0, 9.0]
-    reasons = dict(zip(parsed.rejected["row_number"], parsed.rejected["reason"]))
+    reasons = dict(zip(parsed.rejected["row_number"], parsed.rejected["reason"], strict=False))
     assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8]
     assert reasons[2].startswith("bad.csv row 2, field 'period'")
     assert "field 'period'" in reasons[3]
@@ -107,16 +107,14 @@ def test_bad_rows_are_rejected_with_file_row_and_field(tmp_path: Path) -> None:
     assert "field 'value': NaN" in reasons[6]
     assert "field 'value': infinite" in reasons[7]
     assert "field 'series_id': empty" in reasons[8]
-    raw = dict(zip(parsed.rejected["row_number"], parsed.rejected["raw"]))
+    raw = dict(zip(parsed.rejected["row_number"], parsed.rejected["raw"], strict=False))
     assert raw[4] == "a,2020-04,abc"
 
 
 def test_conflicting_duplicates_keep_neither_exact_duplicates_stored_once(tmp_path: Path) -> None:
     text = "series_id,period,value\na,2020-01,1\na,2020-01,2\nb,2020-01,5\nb,2020-01,5\n"
     parsed = parse_file(write(tmp_path / "dup.csv", text))
-    assert parsed.rows.to_dict("records") == [
-        {"series_id": "b", "period": pd.Timestamp("2020-01-01"), "value": 5.0}
-    ]
+    assert parsed.rows.to_dict("records") == [{"series_id": "b", "period": pd.Timestamp("2020-01-01"), "value": 5.0}]
     assert parsed.rejected["row_number"].tolist() == [1, 2]
     assert all("conflicting values" in r and "rows 1, 2" in r for r in parsed.rejected["reason"])
 
@@ -151,7 +149,7 @@ def test_rejected_file_is_archived_and_recorded(env, tmp_path: Path) -> None:
     archived = list(paths.archive.iterdir())
     assert len(archived) == 1 and archived[0].read_bytes() == b"series_id;period;value\na;2020-01;1\n"
     assert not bad.exists()  # left the inbox, safe in the archive
-    (status, error), = rows_of(paths.database, "SELECT status, error FROM ingest_batches")
+    ((status, error),) = rows_of(paths.database, "SELECT status, error FROM ingest_batches")
     assert status == "rejected" and "bad.csv" in error
 
 
@@ -165,9 +163,7 @@ def test_ingest_stores_counts_and_keeps_received_file(env, tmp_path: Path) -> No
     assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (2, 1, 1)
     assert src.exists()  # sources outside the inbox are left where they are
     assert [p.read_bytes() for p in paths.archive.iterdir()] == [src.read_bytes()]
-    assert rows_of(paths.database, "SELECT series_id, period, value FROM observations") == [
-        ("a", "2020-01-01", 1.0)
-    ]
+    assert rows_of(paths.database, "SELECT series_id, period, value FROM observations") == [("a", "2020-01-01", 1.0)]
     ((row_number, raw, reason),) = rows_of(paths.database, "SELECT row_number, raw, reason FROM rejected_rows")
     assert (row_number, raw) == (2, "a,2020-02,x") and "f.csv row 2" in reason
 
