@@ -18,6 +18,7 @@ Row numbers count data rows from 1 (the header is not a row).
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import shutil
 import uuid
@@ -25,10 +26,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
@@ -79,7 +83,16 @@ class BatchReport:
         return self.rows_inserted + self.rows_updated
 
 
-def read_table(path: Path) -> pd.DataFrame:
+@dataclass
+class RawTable:
+    """A file's cells as read: the frame, each row's data-row number, and rows unreadable as table rows."""
+
+    frame: pd.DataFrame
+    row_numbers: np.ndarray
+    malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (row number, raw text, reason)
+
+
+def read_table(path: Path) -> RawTable:
     """Read a CSV or Parquet file as it is (CSV cells as text), or raise IngestError naming the file."""
     name = path.name
     if not path.exists():
@@ -87,29 +100,73 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise IngestError(f"{name}: file is empty")
     with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if path.suffix.lower() in (".parquet", ".pq") or magic == b"PAR1":
+        head = handle.read(8192)
+    if path.suffix.lower() in (".parquet", ".pq") or head[:4] == b"PAR1":
         try:
-            return pq.read_table(path).to_pandas()
+            frame = pq.read_table(path).to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{name}: not a readable Parquet file ({exc})") from exc
-    with open(path, "rb") as handle:
-        head = handle.read(8192)
+        return RawTable(frame, np.arange(1, len(frame) + 1))
     if b"\x00" in head:
         raise IngestError(f"{name}: not a text table (binary content)")
+    return _read_csv_as_text(path)
+
+
+def _read_csv_as_text(path: Path) -> RawTable:
+    """Every cell as text (nothing guessed, empty stays empty), with Arrow's multi-threaded reader.
+
+    Rows with the wrong number of fields are rare; when there are any, the file is read again with
+    the csv module, which knows each row's number, so that they can be rejected one by one.
+    """
+    name = path.name
     try:
-        return pd.read_csv(
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader([handle.readline()]), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise IngestError(f"{name}: not a readable CSV table ({exc})") from exc
+    header = [h.strip() for h in header]
+    if not header or header == [""]:
+        raise IngestError(f"{name}: file is empty")
+    ragged: list[str] = []
+
+    def on_invalid(row: Any) -> str:
+        ragged.append(row.text)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
             path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            skipinitialspace=True,
+            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
-    except pd.errors.EmptyDataError as exc:
-        raise IngestError(f"{name}: file is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise IngestError(f"{name}: not a readable CSV table ({str(exc).splitlines()[0]})") from exc
+    if not ragged:
+        return RawTable(table.to_pandas(), np.arange(1, table.num_rows + 1))
+    return _read_csv_row_by_row(path, header)
+
+
+def _read_csv_row_by_row(path: Path, header: list[str]) -> RawTable:
+    good: list[list[str]] = []
+    numbers: list[int] = []
+    malformed: list[tuple[int, str, str]] = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for number, row in enumerate(reader, start=1):
+            if len(row) == len(header):
+                good.append(row)
+                numbers.append(number)
+            else:
+                why = f"wrong number of fields: {len(row)}, expected {len(header)}"
+                malformed.append((number, ",".join(row), f"{path.name} row {number}, {why}"))
+    frame = pd.DataFrame(good, columns=header, dtype=object)
+    return RawTable(frame, np.asarray(numbers, dtype=np.int64), malformed)
 
 
 def _resolve_columns(
@@ -162,7 +219,7 @@ def _parse_periods(column: pd.Series) -> pd.Series:
         if parsed.dt.tz is not None:
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
-        text = column.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v).astype(str).str.strip()
+        text = column.astype(str).str.strip()
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     parsed = parsed.astype("datetime64[us]")
     in_range = (parsed.dt.year >= 1800) & (parsed.dt.year <= 2200)
@@ -176,16 +233,21 @@ def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = None
     else:
         text = column.astype(str).str.strip()
-        values = pd.to_numeric(text, errors="coerce").astype(float)
+        try:  # fast path: a clean column converts in one vectorised cast
+            values = pd.Series(pc.cast(pa.array(text), pa.float64()).to_numpy(zero_copy_only=False), index=text.index)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values = pd.to_numeric(text, errors="coerce").astype(float)
     reason = pd.Series(None, index=column.index, dtype=object)
-    reason[np.isinf(values.to_numpy())] = "infinite"
+    inf = np.isinf(values.to_numpy())
+    if inf.any():
+        reason[inf] = "infinite"
     nan = values.isna()
-    if text is not None:
+    if text is not None and nan.any():
         lowered = text.str.lower()
         reason[nan & (text == "")] = "empty"
         reason[nan & lowered.isin(["nan", "na", "n/a", "null", "none"])] = "NaN"
         reason[nan & reason.isna()] = "not a number"
-    else:
+    elif nan.any():
         reason[nan] = "NaN"
     return values, reason
 
@@ -194,12 +256,13 @@ def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, s
     """Parse one file into valid rows and rejected rows; raise IngestError when no row is usable."""
     path = Path(path)
     name = path.name
-    frame = read_table(path)
-    if frame.empty:
+    raw = read_table(path)
+    frame = raw.frame
+    if frame.empty and not raw.malformed:
         raise IngestError(f"{name}: no data rows (header only)")
     ids_raw, period_col, value_col = _resolve_columns(frame, name, columns, series_id, path.stem)
-    n = len(frame)
-    row_number = np.arange(1, n + 1)
+    row_number = raw.row_numbers
+    n = len(frame) + len(raw.malformed)
 
     ids = ids_raw.astype(str).str.strip()
     periods = _parse_periods(frame[period_col])
@@ -243,7 +306,7 @@ def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, s
                 + listing
                 + "); none was stored"
             )
-            reason.iloc[conflicting["row_number"].to_numpy() - 1] = conflict_reason.to_numpy()
+            reason.loc[conflicting.index] = conflict_reason.to_numpy()
             rows = rows.drop(index=conflicting.index)
         rows = rows.drop_duplicates(["series_id", "period"], keep="first")
 
@@ -254,10 +317,13 @@ def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, s
             "raw": _raw_rows(frame.loc[rejected_mask]),
             "reason": [
                 f"{name} row {r}, {why}"
-                for r, why in zip(row_number[rejected_mask], reason[rejected_mask], strict=False)
+                for r, why in zip(row_number[rejected_mask], reason[rejected_mask], strict=True)
             ],
         }
     )
+    if raw.malformed:
+        structural = pd.DataFrame(raw.malformed, columns=["row_number", "raw", "reason"])
+        rejected = pd.concat([structural, rejected], ignore_index=True).sort_values("row_number", ignore_index=True)
     if rows.empty:
         first = rejected["reason"].iloc[0] if len(rejected) else "no rows"
         raise IngestError(f"{name}: no usable rows ({len(rejected)} rejected; first: {first})")

@@ -214,3 +214,14 @@ def test_inbox_files_leave_the_inbox_once_recorded(env) -> None:
     reports = ingest.ingest_files(engine, paths, ingest.inbox_files(paths))
     assert [r.status for r in reports] == ["applied"]
     assert [p.name for p in paths.inbox.iterdir()] == [".tmp-partial.csv"]
+
+
+def test_rows_with_wrong_field_count_are_rejected_one_by_one(tmp_path: Path) -> None:
+    text = 'series_id,period,value\na,2020-01,1\na,2020-02,2,3\n"b, c",2020-03,4\na,2020-04\na,2020-05,x\n'
+    parsed = parse_file(write(tmp_path / "ragged.csv", text))
+    assert parsed.rows["series_id"].tolist() == ["a", "b, c"]
+    reasons = dict(zip(parsed.rejected["row_number"], parsed.rejected["reason"], strict=True))
+    assert sorted(reasons) == [2, 4, 5]
+    assert reasons[2] == "ragged.csv row 2, wrong number of fields: 4, expected 3"
+    assert "field 'value'" in reasons[5]
+    assert parsed.rows_read == 5
