@@ -19,8 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # one-line errors stay on one line
 
 DataDir = typer.Option(None, "--data-dir", help="Data folder [env SEQCAST_DATA_DIR; default ./seqcast-data].")
 DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [env SEQCAST_DB_URL; default SQLite in the data folder].")
@@ -89,6 +89,11 @@ def run(
     _prefect_env()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    try:
+        with pipeline.run_lock(config):  # fail fast, before starting an orchestrated run
+            pass
+    except pipeline.RunInProgress as exc:
+        _fail(str(exc))
     bar = Progress(
         TextColumn("training"),
         BarColumn(),

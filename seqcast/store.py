@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from itertools import repeat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np

@@ -1,0 +1,72 @@
+"""The command line, through typer's runner: exit codes, one-line errors, human output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqcast.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> list[str]:
+    return ["--data-dir", str(tmp_path / "data")]
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["run"], ["ingest"], ["forecasts"], ["metrics"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_ingest_reports_counts_duplicates_and_rejects(tmp_path: Path, data: list[str]) -> None:
+    good = tmp_path / "sales.csv"
+    good.write_text("series_id,period,value\nshop-1,2024-01,10\nshop-1,2024-02,oops\n")
+    result = runner.invoke(app, ["ingest", str(good), *data])
+    assert result.exit_code == 0, result.output
+    assert "2 rows, 1 new, 0 revised, 0 unchanged, 1 rejected" in result.output
+
+    again = runner.invoke(app, ["ingest", str(good), *data])
+    assert again.exit_code == 0 and "already ingested" in again.output
+
+    bad = tmp_path / "broken.csv"
+    bad.write_text("series_id,period\nshop-1,2024-01\n")
+    result = runner.invoke(app, ["ingest", str(bad), *data])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: broken.csv: missing column 'value'")
+
+
+def test_views_need_a_database(data: list[str]) -> None:
+    result = runner.invoke(app, ["forecasts", *data])
+    assert result.exit_code == 1 and "run `seqcast run` first" in result.stderr
+
+
+def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
+    result = runner.invoke(app, ["run", "--orchestrator", "none", "--epochs", "20", "--model", "rnn", *data])
+    assert result.exit_code == 0, result.output + result.stderr
+    out = result.output
+    assert "air_passengers.csv: 144 rows read, 144 new" in out
+    assert "trained   air_passengers" in out
+    assert "seasonal_naive" in out and "1961-12" in out
+    assert "database  sqlite:///" in out and "plots     " in out
+
+    rerun = runner.invoke(app, ["run", "--orchestrator", "none", "--epochs", "20", "--model", "rnn", *data])
+    assert "reused    air_passengers  (no new data: stored models reused, nothing retrained)" in rerun.output
+
+    forecasts = runner.invoke(app, ["forecasts", *data])
+    assert forecasts.exit_code == 0 and "1961-01-01" in forecasts.output
+    metrics = runner.invoke(app, ["metrics", "--series", "air_passengers", *data])
+    assert metrics.exit_code == 0 and "seasonal_naive" in metrics.output
+    missing = runner.invoke(app, ["metrics", "--series", "nope", *data])
+    assert missing.exit_code == 1 and "no rows in latest_metrics for series 'nope'" in missing.stderr
+
+
+def test_run_refuses_a_missing_source_and_bad_settings(data: list[str]) -> None:
+    result = runner.invoke(app, ["run", "--source", "/nonexistent/file.csv", *data])
+    assert result.exit_code == 1 and "source file not found: /nonexistent/file.csv" in result.stderr
+    result = runner.invoke(app, ["run", "--model", "transformer", *data])
+    assert result.exit_code == 1 and "invalid settings" in result.stderr

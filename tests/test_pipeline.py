@@ -1,0 +1,123 @@
+"""The pipeline's stages as a plain library (no Prefect): per-series problems, revisions, locks, atomicity."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from seqcast import pipeline, store
+from seqcast.config import RunConfig
+from tests.conftest import FAST, synthetic_panel
+
+
+def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def write_panel(path: Path, frame: pd.DataFrame) -> Path:
+    frame.assign(period=pd.to_datetime(frame["period"]).dt.strftime("%Y-%m")).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def panel_config(tmp_path: Path) -> RunConfig:
+    return RunConfig(data_dir=str(tmp_path / "data"), models=["gru"], **FAST)
+
+
+def test_short_and_gappy_series_are_skipped_with_reasons_and_the_run_completes(
+    tmp_path: Path, panel_config: RunConfig
+) -> None:
+    panel = synthetic_panel(3)
+    short = panel[panel["series_id"] == "s001"].head(20)
+    gappy = panel[panel["series_id"] == "s002"].drop(index=panel[panel["series_id"] == "s002"].index[30])
+    frame = pd.concat([panel[panel["series_id"] == "s000"], short, gappy])
+    config = panel_config.model_copy(update={"sources": [str(write_panel(tmp_path / "p.csv", frame))]})
+
+    outcome = pipeline.run_pipeline(config)
+
+    assert outcome["trained"] == ["s000"]
+    reasons = {s["series_id"]: s["reason"] for s in outcome["skipped"]}
+    assert reasons["s001"].startswith("too short: 20 months")
+    assert "1 missing month(s)" in reasons["s002"]
+    db = Path(config.data_dir) / "seqcast.db"
+    assert query(db, "SELECT series_id, status FROM series_status ORDER BY series_id") == [
+        ("s000", "trained"),
+        ("s001", "skipped"),
+        ("s002", "skipped"),
+    ]
+    assert query(db, "SELECT DISTINCT series_id FROM latest_forecasts") == [("s000",)]
+    assert query(db, "SELECT status, series_skipped FROM pipeline_runs") == [("completed", 2)]
+
+
+def test_fill_gaps_interpolates_interior_months_and_marks_them(tmp_path: Path, panel_config: RunConfig) -> None:
+    panel = synthetic_panel(1)
+    gappy = panel.drop(index=[30, 31])
+    config = panel_config.model_copy(
+        update={"sources": [str(write_panel(tmp_path / "p.csv", gappy))], "fill_gaps": True}
+    )
+    outcome = pipeline.run_pipeline(config)
+    assert outcome["trained"] == ["s000"] and outcome["skipped"] == []
+    snap = next((Path(config.data_dir) / "lake").glob("series=s000-*/*.parquet"))
+    lake = pq.read_table(snap).to_pandas()
+    assert len(lake) == 60 and lake["is_filled"].sum() == 2
+    filled = lake[lake["is_filled"]]["value"].to_numpy()
+    before, after = lake["value"].iloc[29], lake["value"].iloc[32]
+    assert before < filled[0] < filled[1] < after or before > filled[0] > filled[1] > after
+    db = Path(config.data_dir) / "seqcast.db"
+    assert query(db, "SELECT COUNT(*) FROM observations") == [(58,)]  # received values only
+    assert "2 missing month(s) interpolated" in query(db, "SELECT reason FROM series_status")[0][0]
+
+
+def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config: RunConfig) -> None:
+    panel = synthetic_panel(3)
+    first = panel_config.model_copy(update={"sources": [str(write_panel(tmp_path / "p.csv", panel))]})
+    assert pipeline.run_pipeline(first)["trained"] == ["s000", "s001", "s002"]
+
+    revised = panel[panel["series_id"] == "s001"].tail(1).assign(value=999.0)
+    second = panel_config.model_copy(update={"sources": [str(write_panel(tmp_path / "r.csv", revised))]})
+    outcome = pipeline.run_pipeline(second)
+
+    assert outcome["trained"] == ["s001"]
+    assert outcome["reused"] == ["s000", "s002"]
+    assert outcome["revised_observations"] == 1
+    db = Path(panel_config.data_dir) / "seqcast.db"
+    ((old, new),) = query(db, "SELECT old_value, new_value FROM observation_revisions")
+    assert new == 999.0 and old != 999.0
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(panel_config: RunConfig) -> None:
+    with pipeline.run_lock(panel_config):
+        with pytest.raises(pipeline.RunInProgress, match="another seqcast run is using"):
+            pipeline.run_pipeline(panel_config)
+    # released: the next run goes ahead
+    assert pipeline.run_pipeline(panel_config)["trained"] == ["air_passengers"]
+
+
+def test_a_failed_publish_leaves_no_partial_run(panel_config: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline.run_pipeline(panel_config)
+    db = Path(panel_config.data_dir) / "seqcast.db"
+    published = query(db, "SELECT run_id, period, yhat FROM latest_forecasts ORDER BY period")
+
+    real_insert = store._insert
+
+    def insert_then_fail(conn, table, records, chunk=20_000):
+        real_insert(conn, table, records, chunk)
+        if table.name == "forecasts":
+            raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_insert", insert_then_fail)
+    (Path(panel_config.data_dir) / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.run_pipeline(panel_config)
+
+    assert query(db, "SELECT run_id, period, yhat FROM latest_forecasts ORDER BY period") == published
+    runs = query(db, "SELECT status, message FROM pipeline_runs ORDER BY started_at")
+    assert [r[0] for r in runs] == ["completed", "failed"] and "disk full" in runs[1][1]
+    failed_run = query(db, "SELECT run_id FROM pipeline_runs WHERE status = 'failed'")[0][0]
+    assert query(db, "SELECT COUNT(*) FROM forecasts WHERE run_id = ?", (failed_run,)) == [(0,)]
+    assert query(db, "SELECT COUNT(*) FROM metrics WHERE run_id = ?", (failed_run,)) == [(0,)]
