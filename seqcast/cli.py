@@ -231,12 +231,22 @@ def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str
         engine.dispose()
     if frame.empty:
         _fail(f"no rows in {view}" + (f" for series {series!r}" if series else ""))
-    drop = [c for c in ("run_id", "model_id", "interval_level") if c in frame.columns]
-    shown = frame.drop(columns=drop)
-    rows = [
-        {str(k): (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in shown.to_dict("records")
-    ]
+    shown = {
+        "latest_forecasts": ["series_id", "model_kind", "period", "step", "yhat", "yhat_lower", "yhat_upper"],
+        "latest_metrics": ["series_id", "model_kind", "mape", "smape", "mase", "is_champion"],
+    }[view]
+    rows = [{k: _human(k, r[k]) for k in shown} for r in frame.to_dict("records")]
     _print_table(f"{view} (run {frame['run_id'].iloc[0]})", rows)
+
+
+def _human(column: str, value: Any) -> str:
+    if column == "period":
+        return str(value)[:7]
+    if column == "is_champion":
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:.2f}" if column != "mase" else f"{value:.3f}"
+    return str(value)
 
 
 @app.command()

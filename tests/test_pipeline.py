@@ -91,9 +91,11 @@ def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config:
 
 
 def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(panel_config: RunConfig) -> None:
-    with pipeline.run_lock(panel_config):
-        with pytest.raises(pipeline.RunInProgress, match="another seqcast run is using"):
-            pipeline.run_pipeline(panel_config)
+    with (
+        pipeline.run_lock(panel_config),
+        pytest.raises(pipeline.RunInProgress, match="another seqcast run is using"),
+    ):
+        pipeline.run_pipeline(panel_config)
     # released: the next run goes ahead
     assert pipeline.run_pipeline(panel_config)["trained"] == ["air_passengers"]
 
