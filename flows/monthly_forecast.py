@@ -2,22 +2,30 @@
 
 Caching is keyed on content (data hashes, settings hashes, model code version), never on frames or
 models, and results are persisted under the data folder so a hit survives a new process.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Prefect builds the UI's parameter schema from the real
+`RunConfig` annotation, which must not be a string when the flow is loaded from its file.
+"""
 
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger, tags, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
+from prefect.schedules import Cron
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from seqcast import pipeline, store
-from seqcast.config import RunConfig
+from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
 from seqcast.report import forecast_table, metrics_table, summary_markdown
 
 RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
@@ -106,6 +114,19 @@ def report(outcome: dict, config: RunConfig, validations: list, finals: list) ->
     return outcome
 
 
+class SeriesNotTrained(RuntimeError):
+    """Raised by the `not-trained` task so that the UI shows the series as Failed, with the reason."""
+
+
+@task(name="not-trained", task_run_name="not-trained-{series_id}", cache_policy=NO_CACHE, retries=0)
+def not_trained(series_id: str, reason: str) -> None:
+    raise SeriesNotTrained(f"{series_id}: {reason}")
+
+
+#: Failed tasks shown per run for series that could not be trained; the rest are listed in the summary.
+MAX_FAILED_TASKS = 50
+
+
 def _run_name() -> str:
     started = flow_run.scheduled_start_time or datetime.now(UTC)
     return f"monthly-forecast-{started:%Y-%m}"
@@ -128,7 +149,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
         states[name] = future.state.name
         return value
 
-    with pipeline.run_lock(config):
+    with pipeline.run_lock(config), tags("seqcast", *config.models):
         run_id = pipeline.new_run_id()
         engine = store.open_engine(config.database_url())
         store.start_run(engine, run_id, str(flow_run.id), pipeline.config_json(config))
@@ -141,14 +162,21 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 len(ingested["batches"]),
             )
             snap = result(run(snapshot, config, ingested["data_version"], name="snapshot"))
+            logger.info("snapshot: %d series to model, %d skipped", len(snap["eligible"]), len(snap["skipped"]))
             chunks = pipeline.chunked(snap["eligible"], config.chunk_size)
             labels = [pipeline.chunk_label(c) for c in chunks]
+            progress_id = create_progress_artifact(0.0, description=f"{len(snap['eligible'])} series to model")
             v_futs = [
-                run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=False)
+                run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=True)
             ]
-            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=False)]
-            validations = [v for f in v_futs for v in result(f)]
-            finals = [t for f in t_futs for t in result(f)]
+            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=True)]
+            validations: list[dict[str, Any]] = []
+            finals: list[dict[str, Any]] = []
+            for done, (v_fut, t_fut) in enumerate(zip(v_futs, t_futs, strict=True), start=1):
+                validations += result(v_fut)
+                finals += result(t_fut)
+                update_progress_artifact(progress_id, 100.0 * done / len(chunks))
+            update_progress_artifact(progress_id, 100.0)
             f_futs = [
                 run(
                     forecast,
@@ -159,22 +187,43 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                     lab,
                     name=f"forecast-{lab}",
                 )
-                for c, lab in zip(chunks, labels, strict=False)
+                for c, lab in zip(chunks, labels, strict=True)
             ]
             forecasts = [row for f in f_futs for row in result(f)]
             outcome = result(
                 run(publish, run_id, config, ingested, snap, validations, finals, forecasts, name="publish")
             )
+            for series_id in outcome["trained"]:
+                logger.info("series %s: trained, champion %s", series_id, outcome["champions"][series_id])
+            for series_id in outcome["reused"]:
+                logger.info("series %s: reused (unchanged), champion %s", series_id, outcome["champions"][series_id])
+            # Series that could not be trained show as Failed tasks; the run itself completes.
+            failures = [not_trained.submit(s["series_id"], s["reason"]) for s in outcome["skipped"][:MAX_FAILED_TASKS]]
+            for failure in failures:
+                failure.wait()
+            outcome = result(run(report, outcome, config, validations, finals, name="report"))
             logger.info(
-                "published: %d trained, %d reused, %d skipped",
+                "published: %d trained, %d reused, %d not trained; report %s",
                 len(outcome["trained"]),
                 len(outcome["reused"]),
                 len(outcome["skipped"]),
+                outcome["report"],
             )
-            outcome = result(run(report, outcome, config, validations, finals, name="report"))
             return {**outcome, "task_states": states}
         except BaseException as exc:
             store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             engine.dispose()
+
+
+def serve_monthly(config: RunConfig, cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE) -> None:
+    """Serve the monthly schedule from this process (one machine, no work pool); blocks until stopped."""
+    monthly_forecast.serve(
+        name="monthly-forecast",
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={"config": config.model_dump(mode="json")},
+        tags=["seqcast", *config.models],
+        description="Monthly retrain-if-changed, holdout validation and forecasts (seqcast).",
+        limit=1,  # one run at a time on this machine
+    )

@@ -269,6 +269,56 @@ def metrics(
     _query_view("latest_metrics", series, data_dir, db_url)
 
 
+@app.command()
+def report(
+    run_id: str = typer.Option(None, "--run-id", help="A completed run [latest]."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Write the static HTML page of a run (tables and plots) into the data folder's reports/."""
+    from seqcast import pipeline
+    from seqcast.report import write_html
+
+    config = _config(data_dir=data_dir, db_url=db_url)
+    if config.db_url is None and not config.paths().database.exists():
+        _fail(f"no database at {config.paths().database}: run `seqcast run` first")
+    try:
+        outcome = pipeline.outcome_from_store(config, run_id)
+    except LookupError as exc:
+        _fail(str(exc))
+    page = write_html(outcome, config.paths().create().reports.resolve())
+    console.print(f"report    {page}", highlight=False)
+
+
+@app.command()
+def serve(
+    cron: str = typer.Option(None, "--cron", help="Cron schedule [0 6 1 * *: 06:00 on the 1st]."),
+    timezone: str = typer.Option(None, "--timezone", help="Timezone of the schedule [UTC]."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable)."),
+    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
+    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [12]."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Run the monthly schedule on this machine (needs a Prefect server: `prefect server start`)."""
+    from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE
+
+    config = _config(models=model or None, horizon=horizon, holdout=holdout, data_dir=data_dir, db_url=db_url)
+    # A deployment runs later, elsewhere: pin the data folder to an absolute path now.
+    config = config.model_copy(update={"data_dir": str(Path(config.data_dir).resolve())})
+    _prefect_env()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail(
+            "serving a schedule needs a running Prefect server: start one with `prefect server start`, then "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
+    from flows.monthly_forecast import serve_monthly
+
+    serve_monthly(config, cron or DEFAULT_CRON, timezone or DEFAULT_TIMEZONE)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     logging.basicConfig(level=logging.WARNING)
     app()

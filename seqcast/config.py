@@ -21,6 +21,10 @@ ModelKind = Literal["rnn", "lstm", "gru"]
 MODEL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
 Preset = Literal["default", "tutorial"]
 
+#: The monthly schedule: 06:00 on the first of each month, in an explicit timezone.
+DEFAULT_CRON = "0 6 1 * *"
+DEFAULT_TIMEZONE = "UTC"
+
 #: Bumped whenever training or forecasting code changes what a stored model would contain.
 MODEL_CODE_VERSION = "3"
 

@@ -27,6 +27,7 @@ from seqcast import forecast as fc
 from seqcast import ingest, lake, plots, progress, store
 from seqcast._files import safe_name
 from seqcast.config import RunConfig
+from seqcast.report import write_html
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ class RunOutcome:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     forecasts: list[dict[str, Any]] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    report: str = ""
     database: str = ""
     data_dir: str = ""
 
@@ -390,7 +392,7 @@ def report_stage(
 ) -> dict[str, Any]:
     """Plot each published series (loss curves; history, holdout and forecast); return the outcome with plot paths."""
     paths = config.paths()
-    folder = paths.plots / outcome["run_id"]
+    folder = (paths.plots / outcome["run_id"]).resolve()
     by_val = {v["series_id"]: v for v in validations if "error" not in v}
     by_final = {f["series_id"]: f for f in finals if "error" not in f}
     forecasts = pd.DataFrame(outcome["forecasts"])
@@ -419,7 +421,9 @@ def report_stage(
             written.append(str(plots.plot_loss(histories, folder / f"{stem}-loss.png", f"{sid}: training loss")))
     finally:
         engine.dispose()
-    return {**outcome, "plots": written}
+    outcome = {**outcome, "plots": written}
+    page = write_html(outcome, paths.reports.resolve())
+    return {**outcome, "report": str(page.resolve())}
 
 
 # ---------------------------------------------------------------------------------------------- runner
@@ -480,3 +484,57 @@ def for_refs(results: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[
     """The per-series results that belong to these refs."""
     wanted = {r["series_id"] for r in refs}
     return [r for r in results if r["series_id"] in wanted]
+
+
+def outcome_from_store(config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
+    """Rebuild a completed run's outcome from the database (for `seqcast report`); latest by default."""
+    engine = store.open_engine(config.database_url())
+    try:
+        runs = store.read_table(
+            engine,
+            "SELECT run_id, started_at, finished_at, new_observations FROM pipeline_runs "
+            "WHERE status = 'completed' AND (:rid IS NULL OR run_id = :rid) ORDER BY started_at DESC LIMIT 1",
+            {"rid": run_id},
+        )
+        if runs.empty:
+            raise LookupError(f"no completed run {run_id!r}" if run_id else "no completed run yet")
+        run = runs.iloc[0]
+        rid = {"rid": run["run_id"]}
+        metrics = store.read_table(engine, "SELECT * FROM metrics WHERE run_id = :rid", rid)
+        forecasts = store.read_table(engine, "SELECT * FROM forecasts WHERE run_id = :rid AND is_champion", rid)
+        status = store.read_table(
+            engine, "SELECT series_id, status, reason FROM series_status WHERE run_id = :rid", rid
+        )
+        batches = store.read_table(
+            engine,
+            "SELECT * FROM ingest_batches WHERE received_at BETWEEN :start AND :end ORDER BY received_at",
+            {"start": run["started_at"], "end": run["finished_at"]},
+        )
+    finally:
+        engine.dispose()
+    folder = (config.paths().plots / str(run["run_id"])).resolve()
+
+    def records(frame: pd.DataFrame, dates: tuple[str, ...]) -> list[dict[str, Any]]:
+        out = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for row in out:
+            for col in dates:
+                row[col] = str(row[col])
+        return out
+
+    return {
+        "run_id": str(run["run_id"]),
+        "new_observations": int(run["new_observations"]),
+        "revised_observations": int(batches["rows_updated"].sum()) if len(batches) else 0,
+        "batches": records(batches, ("received_at",)),
+        "trained": sorted(status.loc[status["status"] == "trained", "series_id"]),
+        "reused": sorted(status.loc[status["status"] == "reused", "series_id"]),
+        "skipped": [
+            {"series_id": r.series_id, "reason": r.reason}
+            for r in status[status["status"].isin(["skipped", "failed"])].itertuples()
+        ],
+        "metrics": records(metrics, ("holdout_start", "holdout_end")),
+        "forecasts": records(forecasts, ("origin", "period")),
+        "plots": sorted(str(p) for p in folder.glob("*.png")) if folder.exists() else [],
+        "database": _redact(config.database_url()),
+        "data_dir": str(config.paths().root),
+    }

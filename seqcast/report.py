@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import os
+from pathlib import Path
 from typing import Any
+
+from seqcast._files import atomic_write, safe_name
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -104,4 +109,48 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
     ]
     if outcome.get("plots"):
         parts.append(f"- plots: `{outcome['plots'][0].rsplit('/', 1)[0]}` ({len(outcome['plots'])} PNG files)")
+    if outcome.get("report"):
+        parts.append(f"- report page: [{outcome['report']}](file://{outcome['report']})")
     return "\n".join(parts) + "\n"
+
+
+def write_html(outcome: dict[str, Any], reports_dir: Path) -> Path:
+    """One static page per run (`reports/<run id>.html`): ingest, series, metrics, forecasts, plots.
+
+    Images are linked relative to the data folder, so the page opens from it with no server.
+    """
+    run_id = outcome["run_id"]
+    esc = html.escape
+    rows = lambda table: "".join(  # noqa: E731
+        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values()) + "</tr>" for r in table
+    )
+    head = lambda table: "".join(f"<th>{esc(str(k))}</th>" for k in table[0]) if table else ""  # noqa: E731
+    metrics, forecasts = metrics_table(outcome), forecast_table(outcome)
+    images = "".join(
+        f'<figure><img src="{esc(os.path.relpath(p, reports_dir))}" alt="{esc(Path(p).name)}">'
+        f"<figcaption>{esc(Path(p).name)}</figcaption></figure>"
+        for p in outcome.get("plots", [])
+    )
+    skipped = "".join(f"<li><code>{esc(s['series_id'])}</code>: {esc(s['reason'])}</li>" for s in outcome["skipped"])
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>seqcast run {esc(run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 900px; border: 1px solid #ddd; }}
+</style></head><body>
+<h1>seqcast run {esc(run_id)}</h1>
+<h2>Ingested</h2><ul>{"".join(f"<li>{esc(line)}</li>" for line in ingest_lines(outcome))}</ul>
+<h2>Series</h2><ul>
+<li>trained (new or revised data): {esc(", ".join(outcome["trained"]) or "none")}</li>
+<li>reused (nothing changed): {esc(", ".join(outcome["reused"]) or "none")}</li>{skipped}</ul>
+<h2>Holdout metrics</h2><table><tr>{head(metrics)}</tr>{rows(metrics)}</table>
+<h2>Forecasts (champion per series)</h2><table><tr>{head(forecasts)}</tr>{rows(forecasts)}</table>
+<h2>Plots</h2>{images or "<p>none</p>"}
+<p>Database: <code>{esc(outcome["database"])}</code></p>
+</body></html>
+"""
+    target = Path(reports_dir) / f"{safe_name(run_id)}.html"
+    return atomic_write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -1,0 +1,226 @@
+"""Against a real `prefect server` on loopback: runs, task states, artifacts, schedules, a deployment run.
+
+Reads the server's API as the UI does. The server, its PREFECT_HOME and every child process belong to
+this test and are stopped by process id at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise AssertionError(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    try:
+        yield {**env, "PREFECT_API_URL": url}
+    finally:
+        stop(proc)
+        log.close()
+    assert proc.poll() is not None
+
+
+def api(env: dict[str, str], coro_fn):
+    """Run `coro_fn(client)` against this test's server."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def go():
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            async with get_client() as client:
+                return await coro_fn(client)
+
+    return asyncio.run(go())
+
+
+def seqcast(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "seqcast"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, str], tmp_path: Path) -> None:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    data = str(tmp_path / "data")
+    for _ in range(2):  # fresh, then unchanged data
+        done = seqcast(server, "run", "--data-dir", data, "--epochs", "30", "--model", "lstm", "--model", "gru", "-q")
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    async def read(client):
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["monthly-forecast"])),
+            sort=FlowRunSort.START_TIME_ASC,
+        )
+        tasks = {}
+        artifacts = {}
+        for run in runs:
+            found = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            tasks[run.id] = {t.name: (t.state.name, set(t.tags)) for t in found}
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+            )
+            artifacts[run.id] = {(a.key, a.type) for a in arts}
+        return runs, tasks, artifacts
+
+    runs, tasks, artifacts = api(server, read)
+    assert len(runs) == 2
+    assert [r.state.name for r in runs] == ["Completed", "Completed"]
+    assert all(r.name.startswith("monthly-forecast-20") for r in runs)
+    first, second = ({name: state for name, (state, _) in tasks[r.id].items()} for r in runs)
+    assert first["train-air_passengers"] == "Completed"
+    assert second["train-air_passengers"] == "Cached"
+    assert second["validate-air_passengers"] == "Cached"
+    stages = {name.split("-")[0] for name in second}
+    assert {"ingest", "snapshot", "validate", "train", "forecast", "publish", "report"} <= stages
+    _, train_tags = tasks[runs[0].id]["train-air_passengers"]
+    assert {"seqcast", "lstm", "gru"} <= train_tags
+    for run in runs:
+        kinds = artifacts[run.id]
+        assert {("metrics", "table"), ("forecasts", "table"), ("run-summary", "markdown")} <= kinds
+        assert any(kind == "progress" for _, kind in kinds)
+    assert list((tmp_path / "data" / "reports").glob("*.html"))
+
+
+def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "served"
+    proc = subprocess.Popen(
+        [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "gru"],
+        env=server,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=ROOT,
+    )
+    try:
+
+        async def deployment(client):
+            return await client.read_deployment_by_name("monthly-forecast/monthly-forecast")
+
+        deadline = time.monotonic() + 60
+        found = None
+        while found is None:
+            try:
+                found = api(server, deployment)
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        (schedule,) = found.schedules
+        assert schedule.schedule.cron == "0 6 1 * *" and schedule.schedule.timezone == "UTC"
+        assert found.parameters["config"]["data_dir"] == str(data)
+
+        async def trigger(client):
+            return await client.create_flow_run_from_deployment(found.id)
+
+        flow_run = api(server, trigger)
+
+        async def state(client):
+            return (await client.read_flow_run(flow_run.id)).state
+
+        deadline = time.monotonic() + 240
+        current = api(server, state)
+        while not current.is_final():
+            assert time.monotonic() < deadline, f"deployment run still {current.name}"
+            time.sleep(1)
+            current = api(server, state)
+        assert current.name == "Completed"
+        assert (data / "seqcast.db").exists()
+    finally:
+        stop(proc)
+
+
+def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]) -> None:
+    pool = subprocess.run(
+        [str(BIN / "prefect"), "work-pool", "create", "seqcast-pool", "--type", "process"],
+        env=server,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    deploy = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        env=server,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+
+    async def deployment(client):
+        return await client.read_deployment_by_name("monthly-forecast/monthly-forecast")
+
+    found = api(server, deployment)
+    assert found.work_pool_name == "seqcast-pool"
+    crons = {(s.schedule.cron, s.schedule.timezone) for s in found.schedules}
+    assert ("0 6 1 * *", "UTC") in crons
+    assert found.entrypoint == "flows/monthly_forecast.py:monthly_forecast"
