@@ -101,6 +101,13 @@ def validate_series(ref: dict[str, Any], configs: list[ModelConfig], holdout: in
             "prediction": prediction.tolist(),
             "model": record,
         }
+    log.info(
+        "series %s: holdout %s..%s MAPE %s",
+        ref["series_id"],
+        start[:7],
+        end[:7],
+        ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items()),
+    )
     return {
         "series_id": ref["series_id"],
         "holdout_start": start,
@@ -117,6 +124,14 @@ def train_series(ref: dict[str, Any], configs: list[ModelConfig], models_dir: Pa
     for config in configs:
         _, record = fit_or_reuse(y, config, ref["data_hash"], "final", models_dir)
         models[config.kind] = record
+    log.info(
+        "series %s: %s",
+        ref["series_id"],
+        ", ".join(
+            f"{kind} {'trained' if r['trained'] else 'reused'} ({r['epochs']} epochs, {r['train_seconds']:.1f}s)"
+            for kind, r in models.items()
+        ),
+    )
     return {"series_id": ref["series_id"], "models": models}
 
 

@@ -519,7 +519,7 @@ def outcome_from_store(config: RunConfig, run_id: str | None = None) -> dict[str
         for row in out:
             for col in dates:
                 row[col] = str(row[col])
-        return out
+        return [{str(k): v for k, v in row.items()} for row in out]
 
     return {
         "run_id": str(run["run_id"]),
