@@ -270,6 +270,80 @@ def metrics(
 
 
 @app.command()
+def backtest(
+    source: Path = typer.Option(None, "--source", "-s", help="File to backtest [the stored observations]."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [lstm]."),
+    preset: str = typer.Option(None, "--preset", help="'default' or 'tutorial'."),
+    horizon: int = typer.Option(12, "--horizon", help="Months per window."),
+    windows: int = typer.Option(3, "--windows", help="Rolling origins: n - windows*horizon, ..., n - horizon."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
+    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
+    output: Path = typer.Option(None, "--output", "-o", help="CSV: one row per series, model, origin, step."),
+    workers: int = typer.Option(None, "--workers", help="Processes [cores]."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Rolling-origin evaluation: each model refit at each origin, seasonal naive and the champion alongside."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from seqcast import backtest as bt
+    from seqcast import store
+    from seqcast.ingest import IngestError, parse_file
+
+    config = _config(
+        models=model or None, preset=preset, horizon=horizon, epochs=epochs, data_dir=data_dir, db_url=db_url
+    )
+    engine = store.open_engine(config.database_url()) if source is None or config.db_url else None
+    if source is not None:
+        try:
+            frame = parse_file(source, series_id=series_id).rows
+        except IngestError as exc:
+            _fail(str(exc))
+    else:
+        assert engine is not None
+        frame = store.load_observations(engine)
+        if frame.empty:
+            _fail("no observations: give --source FILE or ingest first")
+    bar = Progress(
+        TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    )
+    with bar:
+        task_id = bar.add_task("series", total=frame["series_id"].nunique())
+        forecasts, skipped = bt.run_backtest(
+            frame,
+            config.model_configs(),
+            horizon,
+            windows,
+            config.interval_level,
+            workers,
+            progress=lambda n: bar.advance(task_id, n),
+        )
+    for item in skipped:
+        console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
+    if forecasts.empty:
+        _fail("no series long enough to backtest")
+    metrics = bt.window_metrics(forecasts, frame)
+    backtest_id = f"{store.utcnow():%Y%m%dT%H%M%SZ}-bt"
+    engine = engine or store.open_engine(config.database_url())
+    try:
+        store.write_backtest(engine, backtest_id, metrics, horizon, config.interval_level)
+    finally:
+        engine.dispose()
+    if output:
+        columns = ["series_id", "model_kind", "origin", "period", "step", "yhat", "y", "yhat_lower", "yhat_upper"]
+        forecasts[columns].to_csv(output, index=False)
+    summary = bt.summarise(metrics).reset_index()
+    rows = [
+        {k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()} for r in summary.to_dict("records")
+    ]
+    _print_table(f"Backtest {backtest_id}: {windows} origins x {horizon} months", rows)
+    console.print(
+        f"stored    backtest_metrics (backtest_id {backtest_id})" + (f"; CSV {output}" if output else ""),
+        highlight=False,
+    )
+
+
+@app.command()
 def report(
     run_id: str = typer.Option(None, "--run-id", help="A completed run [latest]."),
     data_dir: str = DataDir,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from itertools import repeat
 from typing import Any
 
@@ -172,6 +173,25 @@ series_status = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+backtest_metrics = sa.Table(
+    "backtest_metrics",
+    metadata,
+    sa.Column("backtest_id", Id, primary_key=True),
+    sa.Column("series_id", SeriesId, primary_key=True),
+    sa.Column("model_kind", Kind, primary_key=True),
+    sa.Column("origin", sa.Date, primary_key=True),  # the last training month
+    sa.Column("horizon", sa.Integer, nullable=False),
+    sa.Column("mae", sa.Float),
+    sa.Column("rmse", sa.Float),
+    sa.Column("mape", sa.Float),
+    sa.Column("smape", sa.Float),
+    sa.Column("mase", sa.Float),
+    sa.Column("coverage", sa.Float),
+    sa.Column("interval_level", sa.Float),
+    sa.Column("chosen_kind", Kind),  # for model_kind 'champion': the kind chosen at that origin
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
 sa.Index("ix_forecasts_series_run", forecasts.c.series_id, forecasts.c.run_id)
 sa.Index("ix_metrics_series_run", metrics.c.series_id, metrics.c.run_id)
 
@@ -213,6 +233,9 @@ def open_engine(url: str) -> Engine:
     """Create the engine and the schema (tables, then views) if missing."""
     engine = sa.create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         _tune_sqlite(engine)
     with engine.begin() as conn:
         metadata.create_all(conn)
@@ -560,6 +583,28 @@ def _known_model_ids(conn: Connection, ids: list[str]) -> set[str]:
 def _insert(conn: Connection, table: sa.Table, records: list[dict[str, Any]], chunk: int = 20_000) -> None:
     for start in range(0, len(records), chunk):
         conn.execute(table.insert(), records[start : start + chunk])
+
+
+def write_backtest(engine: Engine, backtest_id: str, metrics: pd.DataFrame, horizon: int, level: float) -> None:
+    """Store one backtest's per-series, per-window metrics in one transaction."""
+    now = utcnow()
+    records = [
+        {
+            "backtest_id": backtest_id,
+            "series_id": r["series_id"],
+            "model_kind": r["model_kind"],
+            "origin": as_date(r["origin"]),
+            "horizon": horizon,
+            **{k: (float(r[k]) if np.isfinite(r[k]) else None) for k in ("mae", "rmse", "mape", "smape", "mase")},
+            "coverage": float(r["coverage"]),
+            "interval_level": level,
+            "chosen_kind": r["chosen"],
+            "created_at": now,
+        }
+        for r in metrics.to_dict("records")
+    ]
+    with engine.begin() as conn:
+        _insert(conn, backtest_metrics, records)
 
 
 def read_table(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
