@@ -45,7 +45,7 @@ def backtest_series(
 ) -> list[dict[str, Any]]:
     """One row per model kind (and `champion`), origin and step: yhat, interval, actual y."""
     y = np.asarray(values, dtype=np.float64)
-    by_kind = {c.kind: c for c in configs}
+    by_kind: dict[str, ModelConfig] = {str(c.kind): c for c in configs}
     kinds = [BASELINE, *by_kind]
     rows: list[dict[str, Any]] = []
     for w in range(windows, 0, -1):
@@ -129,10 +129,10 @@ def run_backtest(
 def window_metrics(forecasts: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Metrics per series, model kind and origin; MASE scaled by that window's training data."""
     out = []
-    values = {sid: g.sort_values("period") for sid, g in history.groupby("series_id")}
+    values = {str(sid): g.sort_values("period") for sid, g in history.groupby("series_id")}
     for (sid, kind, origin), g in forecasts.groupby(["series_id", "model_kind", "origin"], sort=True):
-        hist = values[sid]
-        train = hist.loc[hist["period"] <= pd.Timestamp(origin), "value"].to_numpy()
+        hist = values[str(sid)]
+        train = hist["value"].to_numpy()[(hist["period"] <= pd.Timestamp(str(origin))).to_numpy()]
         m = score(g["y"].to_numpy(), g["yhat"].to_numpy(), train)
         inside = (g["y"] >= g["yhat_lower"]) & (g["y"] <= g["yhat_upper"])
         out.append(

@@ -26,7 +26,7 @@ DEFAULT_CRON = "0 6 1 * *"
 DEFAULT_TIMEZONE = "UTC"
 
 #: Bumped whenever training or forecasting code changes what a stored model would contain.
-MODEL_CODE_VERSION = "3"
+MODEL_CODE_VERSION = "4"
 
 
 class ModelConfig(BaseModel):

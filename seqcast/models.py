@@ -48,9 +48,18 @@ class RecurrentForecaster:
     def out_steps(self) -> int:
         return self.config.horizon if self.config.head == "direct" else 1
 
+    #: Shortest lookback a short series may fall back to: one full season.
+    MIN_LOOKBACK = 12
+    #: Windows a fit needs at the least (a few to train, a few to validate).
+    MIN_WINDOWS = 8
+
     def min_length(self) -> int:
         """Shortest series this configuration can fit (enough windows to train and validate)."""
-        return self.config.lookback + self.out_steps + 8
+        return min(self.config.lookback, self.MIN_LOOKBACK) + self.out_steps + self.MIN_WINDOWS
+
+    def _lookback_for(self, n: int) -> int:
+        """The configured lookback, shortened (not below a season) when the series is too short for it."""
+        return max(min(self.config.lookback, n - self.out_steps - self.MIN_WINDOWS), self.MIN_LOOKBACK)
 
     def fit(self, values: np.ndarray) -> RecurrentForecaster:
         """Fit scaler and network on `values` (a 1-D array, oldest first)."""
@@ -60,7 +69,8 @@ class RecurrentForecaster:
         cfg = self.config
         self.scaler_ = fit_scaler(y, cfg.scaling)
         z = self.scaler_.transform(y)
-        X, Y = make_windows(z, cfg.lookback, self.out_steps, self.scaler_.centred)
+        self.lookback_ = min(cfg.lookback, self._lookback_for(len(y)))
+        X, Y = make_windows(z, self.lookback_, self.out_steps, self.scaler_.centred)
         result: TrainResult = train_network(lambda: self._build(), X, Y, cfg)
         self.net_ = result.net
         self.history_ = result.history
@@ -78,7 +88,7 @@ class RecurrentForecaster:
         self._check_fitted()
         y = self.y_ if history is None else np.asarray(history, dtype=np.float64)
         z = list(self.scaler_.transform(y))
-        lookback = self.config.lookback
+        lookback = self.lookback_
         out: list[float] = []
         self.net_.eval()
         with torch.no_grad():
@@ -105,6 +115,7 @@ class RecurrentForecaster:
             "y": torch.from_numpy(self.y_.copy()),
             "history": [list(map(float_or_none, row)) for row in self.history_],
             "epochs": int(self.epochs_),
+            "lookback": int(self.lookback_),
             "train_seconds": float(self.train_seconds_),
         }
 
@@ -119,6 +130,7 @@ class RecurrentForecaster:
         model.y_ = state["y"].numpy().astype(np.float64)
         model.history_ = [tuple(row) for row in state["history"]]
         model.epochs_ = int(state["epochs"])
+        model.lookback_ = int(state["lookback"])
         model.train_seconds_ = float(state["train_seconds"])
         return model
 
