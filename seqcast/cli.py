@@ -334,7 +334,8 @@ def backtest(
         forecasts[columns].to_csv(output, index=False)
     summary = bt.summarise(metrics).reset_index()
     rows = [
-        {k: (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()} for r in summary.to_dict("records")
+        {str(k): (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()}
+        for r in summary.to_dict("records")
     ]
     _print_table(f"Backtest {backtest_id}: {windows} origins x {horizon} months", rows)
     console.print(
