@@ -26,7 +26,7 @@ DEFAULT_CRON = "0 6 1 * *"
 DEFAULT_TIMEZONE = "UTC"
 
 #: Bumped whenever training or forecasting code changes what a stored model would contain.
-MODEL_CODE_VERSION = "4"
+MODEL_CODE_VERSION = "5"
 
 
 class ModelConfig(BaseModel):
@@ -46,6 +46,9 @@ class ModelConfig(BaseModel):
     #: "recursive": one-step model fed back on itself; "direct": one output per horizon step.
     head: Literal["recursive", "direct"] = "direct"
     horizon: int = Field(12, ge=1)
+    #: With centred windows, what targets are measured from: the window's last value, or the same month
+    #: one season earlier (the network then learns a correction to the seasonal-naive forecast).
+    target: Literal["last", "seasonal"] = "last"
     #: Share of the (time-ordered) windows kept for the validation loss; the rest trains.
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     #: Stop when the validation loss has not improved for this many epochs (None: never).
@@ -53,6 +56,8 @@ class ModelConfig(BaseModel):
     #: After choosing the epoch count on the validation tail, train again on every window.
     refit_all_windows: bool = True
     seed: int = 0
+    #: Networks trained from consecutive seeds whose forecasts are averaged (variance drops, cost grows).
+    ensemble: int = Field(1, ge=1, le=50)
 
     def config_hash(self) -> str:
         """Content hash of the settings and the model code version."""

@@ -70,12 +70,15 @@ class RecurrentForecaster:
         self.scaler_ = fit_scaler(y, cfg.scaling)
         z = self.scaler_.transform(y)
         self.lookback_ = min(cfg.lookback, self._lookback_for(len(y)))
-        X, Y = make_windows(z, self.lookback_, self.out_steps, self.scaler_.centred)
-        result: TrainResult = train_network(lambda: self._build(), X, Y, cfg)
-        self.net_ = result.net
-        self.history_ = result.history
-        self.epochs_ = result.epochs
-        self.train_seconds_ = result.seconds
+        X, Y = make_windows(z, self.lookback_, self.out_steps, self.scaler_.centred, cfg.target == "seasonal")
+        # An ensemble is the same network from `ensemble` seeds; its forecast is their mean.
+        members: list[TrainResult] = [
+            train_network(self._build, X, Y, cfg.model_copy(update={"seed": cfg.seed + i})) for i in range(cfg.ensemble)
+        ]
+        self.nets_ = [m.net for m in members]
+        self.history_ = members[0].history
+        self.epochs_ = members[0].epochs
+        self.train_seconds_ = sum(m.seconds for m in members)
         self.y_ = y
         return self
 
@@ -90,17 +93,20 @@ class RecurrentForecaster:
         z = list(self.scaler_.transform(y))
         lookback = self.lookback_
         out: list[float] = []
-        self.net_.eval()
         with torch.no_grad():
             while len(out) < h:
-                window, anchor = last_window(np.asarray(z), lookback, self.scaler_.centred)
-                step = self.net_(torch.from_numpy(window))[0].double().numpy() + anchor
+                window, anchor = last_window(
+                    np.asarray(z), lookback, self.scaler_.centred, self.out_steps, self.config.target == "seasonal"
+                )
+                x = torch.from_numpy(window)
+                outputs = [net(x)[0].double().numpy() for net in self.nets_]  # each [out]
+                step = np.mean(outputs, axis=0) + anchor
                 z.extend(step.tolist())
                 out.extend(step.tolist())
         return self.scaler_.inverse(np.asarray(out[:h]))
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
+        if not hasattr(self, "nets_"):
             raise RuntimeError("RecurrentForecaster is not fitted: call fit() first")
 
     # ---------------------------------------------------------------- state (see seqcast.artifacts)
@@ -110,7 +116,7 @@ class RecurrentForecaster:
         self._check_fitted()
         return {
             "config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
-            "state_dict": self.net_.state_dict(),
+            "state_dicts": [net.state_dict() for net in self.nets_],
             "scaler": self.scaler_.to_dict(),
             "y": torch.from_numpy(self.y_.copy()),
             "history": [list(map(float_or_none, row)) for row in self.history_],
@@ -122,10 +128,12 @@ class RecurrentForecaster:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RecurrentForecaster:
         model = cls(ModelConfig(**json.loads(state["config"])))
-        net = model._build()
-        net.load_state_dict(state["state_dict"])
-        net.eval()
-        model.net_ = net
+        model.nets_ = []
+        for weights in state["state_dicts"]:
+            net = model._build()
+            net.load_state_dict(weights)
+            net.eval()
+            model.nets_.append(net)
         model.scaler_ = Scaler.from_dict(state["scaler"])
         model.y_ = state["y"].numpy().astype(np.float64)
         model.history_ = [tuple(row) for row in state["history"]]

@@ -73,29 +73,59 @@ def fit_scaler(train: np.ndarray, kind: str) -> Scaler:
     return Scaler(kind, log=use_log, scale=scale)
 
 
-def make_windows(z: np.ndarray, lookback: int, out: int, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+SEASON = 12
+
+
+def target_anchor(z: np.ndarray, ends: np.ndarray, out: int, seasonal: bool) -> np.ndarray:
+    """What each target is measured from, for windows whose last input is at index `ends`.
+
+    Last value: z[end] for every step. Seasonal: the value one season before each target month, as the
+    seasonal-naive forecast would predict it, so the network learns a correction to that forecast.
+
+    Returns:
+        [len(ends), out]
+    """
+    if not seasonal:
+        return np.repeat(z[ends][:, None], out, axis=1)
+    offsets = (np.arange(out) % SEASON) - (SEASON - 1)  # step k -> end - 11 + (k - 1) % 12
+    return z[ends[:, None] + offsets[None, :]]
+
+
+def make_windows(
+    z: np.ndarray, lookback: int, out: int, centred: bool, seasonal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Sliding windows over a scaled series.
 
     Returns:
         X: [n_windows, lookback, 1] inputs; Y: [n_windows, out] the next `out` values.
-        With `centred`, both are relative to each window's last input value.
+        With `centred`, inputs are relative to each window's last value and targets relative to their
+        anchor (`target_anchor`: the last value, or with `seasonal` the same month a season earlier).
     """
     z = np.asarray(z, dtype=np.float64)
     n = len(z) - lookback - out + 1
     if n <= 0:
-        return np.empty((0, lookback, 1)), np.empty((0, out))
+        return np.empty((0, lookback, 1), dtype=np.float32), np.empty((0, out), dtype=np.float32)
     idx = np.arange(n)[:, None]
     X = z[idx + np.arange(lookback)]  # [n, lookback]
     Y = z[idx + lookback + np.arange(out)]  # [n, out]
     if centred:
-        anchor = X[:, -1:]
-        X = X - anchor
-        Y = Y - anchor
+        ends = np.arange(n) + lookback - 1
+        X = X - z[ends][:, None]
+        Y = Y - target_anchor(z, ends, out, seasonal)
     return X[:, :, None].astype(np.float32), Y.astype(np.float32)
 
 
-def last_window(z: np.ndarray, lookback: int, centred: bool) -> tuple[np.ndarray, float]:
-    """The input window ending at the last value: ([1, lookback, 1], anchor)."""
-    window = np.asarray(z[-lookback:], dtype=np.float64)
-    anchor = float(window[-1]) if centred else 0.0
-    return (window - anchor)[None, :, None].astype(np.float32), anchor
+def last_window(
+    z: np.ndarray, lookback: int, centred: bool, out: int = 1, seasonal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The input window ending at the last value, and the anchors of the `out` steps that follow.
+
+    Returns:
+        ([1, lookback, 1] window, [out] anchors to add to the network's output).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    window = z[-lookback:]
+    if not centred:
+        return window[None, :, None].astype(np.float32), np.zeros(out)
+    end = np.array([len(z) - 1])
+    return (window - z[-1])[None, :, None].astype(np.float32), target_anchor(z, end, out, seasonal)[0]

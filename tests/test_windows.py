@@ -31,8 +31,20 @@ def test_windows_shapes_and_centring() -> None:
     Xc, Yc = make_windows(z, lookback=3, out=2, centred=True)
     np.testing.assert_array_equal(Xc[0, :, 0], [-2, -1, 0])
     np.testing.assert_array_equal(Yc[0], [1, 2])
-    window, anchor = last_window(z, 3, centred=True)
-    assert anchor == 9.0 and window.shape == (1, 3, 1)
+    window, anchor = last_window(z, 3, centred=True, out=2)
+    np.testing.assert_array_equal(anchor, [9.0, 9.0])
+    assert window.shape == (1, 3, 1)
+
+
+def test_seasonal_targets_are_corrections_to_seasonal_naive() -> None:
+    z = np.arange(40.0) ** 1.5
+    X, Y = make_windows(z, lookback=12, out=14, centred=True, seasonal=True)
+    # window 0 ends at index 11; step k's anchor is index 11 - 11 + (k - 1) % 12
+    expected = z[12:26] - z[[*range(12), 0, 1]]
+    np.testing.assert_allclose(Y[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(X[0, :, 0], z[:12] - z[11], rtol=1e-6)
+    _, anchor = last_window(z, 12, centred=True, out=3, seasonal=True)
+    np.testing.assert_array_equal(anchor, z[[28, 29, 30]])
 
 
 def test_too_few_values_give_no_windows() -> None:
