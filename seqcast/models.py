@@ -15,7 +15,7 @@ from torch import nn
 
 from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, train_network
-from seqcast.windows import Scaler, fit_scaler, last_window, make_windows
+from seqcast.windows import Scaler, fit_scaler, history_needed, last_window, make_windows
 
 _CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -48,18 +48,25 @@ class RecurrentForecaster:
     def out_steps(self) -> int:
         return self.config.horizon if self.config.head == "direct" else 1
 
-    #: Shortest lookback a short series may fall back to: one full season.
-    MIN_LOOKBACK = 12
-    #: Windows a fit needs at the least (a few to train, a few to validate).
-    MIN_WINDOWS = 8
+    #: Shortest lookback a short series may fall back to: half a season.
+    MIN_LOOKBACK = 6
+    #: Windows a fit needs at the least.
+    MIN_WINDOWS = 6
+
+    @property
+    def _extra_history(self) -> int:
+        cfg = self.config
+        return history_needed(0, cfg.scaling == "log_window", cfg.target == "seasonal")
 
     def min_length(self) -> int:
         """Shortest series this configuration can fit (enough windows to train and validate)."""
-        return min(self.config.lookback, self.MIN_LOOKBACK) + self.out_steps + self.MIN_WINDOWS
+        shortest = min(self.config.lookback, self.MIN_LOOKBACK)
+        return shortest + self._extra_history + self.out_steps + self.MIN_WINDOWS
 
     def _lookback_for(self, n: int) -> int:
-        """The configured lookback, shortened (not below a season) when the series is too short for it."""
-        return max(min(self.config.lookback, n - self.out_steps - self.MIN_WINDOWS), self.MIN_LOOKBACK)
+        """The configured lookback, shortened (not below half a season) when the series is too short for it."""
+        room = n - self._extra_history - self.out_steps - self.MIN_WINDOWS
+        return max(min(self.config.lookback, room), self.MIN_LOOKBACK)
 
     def fit(self, values: np.ndarray) -> RecurrentForecaster:
         """Fit scaler and network on `values` (a 1-D array, oldest first)."""

@@ -98,21 +98,30 @@ def make_windows(
 
     Returns:
         X: [n_windows, lookback, 1] inputs; Y: [n_windows, out] the next `out` values.
-        With `centred`, inputs are relative to each window's last value and targets relative to their
-        anchor (`target_anchor`: the last value, or with `seasonal` the same month a season earlier).
+        With `centred`, inputs are relative to each window's last value and targets relative to it too.
+        With `seasonal` (and `centred`), inputs are year-over-year changes (z[i] - z[i-12]) and targets
+        are relative to the same month a season earlier (`target_anchor`): the network forecasts how the
+        coming year differs from the last one, the seasonal-naive forecast being its zero.
     """
     z = np.asarray(z, dtype=np.float64)
-    n = len(z) - lookback - out + 1
+    first = SEASON if (centred and seasonal) else 0  # seasonal inputs need a season of history
+    n = len(z) - first - lookback - out + 1
     if n <= 0:
         return np.empty((0, lookback, 1), dtype=np.float32), np.empty((0, out), dtype=np.float32)
-    idx = np.arange(n)[:, None]
+    idx = first + np.arange(n)[:, None]
     X = z[idx + np.arange(lookback)]  # [n, lookback]
     Y = z[idx + lookback + np.arange(out)]  # [n, out]
     if centred:
-        ends = np.arange(n) + lookback - 1
-        X = X - z[ends][:, None]
+        ends = idx[:, 0] + lookback - 1
+        base = z[idx + np.arange(lookback) - SEASON] if seasonal else z[ends][:, None]
+        X = X - base
         Y = Y - target_anchor(z, ends, out, seasonal)
     return X[:, :, None].astype(np.float32), Y.astype(np.float32)
+
+
+def history_needed(lookback: int, centred: bool, seasonal: bool) -> int:
+    """Values a forecast needs before its origin."""
+    return lookback + (SEASON if (centred and seasonal) else 0)
 
 
 def last_window(
@@ -128,4 +137,6 @@ def last_window(
     if not centred:
         return window[None, :, None].astype(np.float32), np.zeros(out)
     end = np.array([len(z) - 1])
-    return (window - z[-1])[None, :, None].astype(np.float32), target_anchor(z, end, out, seasonal)[0]
+    base = z[len(z) - lookback - SEASON : len(z) - SEASON] if seasonal else z[-1]
+    window = window - base
+    return window[None, :, None].astype(np.float32), target_anchor(z, end, out, seasonal)[0]

@@ -36,17 +36,14 @@ def test_windows_shapes_and_centring() -> None:
     assert window.shape == (1, 3, 1)
 
 
-def test_seasonal_targets_are_corrections_to_seasonal_naive() -> None:
+def test_seasonal_windows_are_year_over_year_changes_around_seasonal_naive() -> None:
     z = np.arange(40.0) ** 1.5
     X, Y = make_windows(z, lookback=12, out=14, centred=True, seasonal=True)
-    # window 0 ends at index 11; step k's anchor is index 11 - 11 + (k - 1) % 12
-    expected = z[12:26] - z[[*range(12), 0, 1]]
-    np.testing.assert_allclose(Y[0], expected, rtol=1e-6)
-    np.testing.assert_allclose(X[0, :, 0], z[:12] - z[11], rtol=1e-6)
-    _, anchor = last_window(z, 12, centred=True, out=3, seasonal=True)
+    # the first window needs a season of history: inputs z[12..23] minus z[0..11], ending at index 23
+    np.testing.assert_allclose(X[0, :, 0], z[12:24] - z[0:12], rtol=1e-6)
+    # step k is measured from index 23 - 11 + (k - 1) % 12: the seasonal-naive forecast
+    np.testing.assert_allclose(Y[0], z[24:38] - z[[*range(12, 24), 12, 13]], rtol=1e-6)
+    assert len(X) == 40 - 12 - 12 - 14 + 1
+    window, anchor = last_window(z, 12, centred=True, out=3, seasonal=True)
+    np.testing.assert_allclose(window[0, :, 0], z[28:40] - z[16:28], rtol=1e-6)
     np.testing.assert_array_equal(anchor, z[[28, 29, 30]])
-
-
-def test_too_few_values_give_no_windows() -> None:
-    X, Y = make_windows(np.arange(4.0), lookback=3, out=2, centred=False)
-    assert len(X) == 0 and len(Y) == 0
