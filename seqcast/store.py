@@ -130,6 +130,11 @@ training_history = sa.Table(
     sa.Column("val_loss", sa.Float),
 )
 
+def _score_columns() -> list[sa.Column]:
+    """The accuracy columns shared by `metrics` and `backtest_metrics` (MAPE and sMAPE in percent)."""
+    return [sa.Column(name, sa.Float) for name in ("mae", "rmse", "mape", "smape", "mase")]
+
+
 metrics = sa.Table(
     "metrics",
     metadata,
@@ -138,11 +143,7 @@ metrics = sa.Table(
     sa.Column("model_kind", Kind, primary_key=True),
     sa.Column("holdout_start", sa.Date, nullable=False),
     sa.Column("holdout_end", sa.Date, nullable=False),
-    sa.Column("mae", sa.Float),
-    sa.Column("rmse", sa.Float),
-    sa.Column("mape", sa.Float),
-    sa.Column("smape", sa.Float),
-    sa.Column("mase", sa.Float),
+    *_score_columns(),
     sa.Column("is_champion", sa.Boolean, nullable=False),
     sa.Column("model_id", Id),
 )
@@ -173,7 +174,12 @@ series_status = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
-backtest_metrics = sa.Table(
+backtest_def _score_columns() -> list[sa.Column]:
+    """The accuracy columns shared by `metrics` and `backtest_metrics` (MAPE and sMAPE in percent)."""
+    return [sa.Column(name, sa.Float) for name in ("mae", "rmse", "mape", "smape", "mase")]
+
+
+metrics = sa.Table(
     "backtest_metrics",
     metadata,
     sa.Column("backtest_id", Id, primary_key=True),
@@ -181,11 +187,7 @@ backtest_metrics = sa.Table(
     sa.Column("model_kind", Kind, primary_key=True),
     sa.Column("origin", sa.Date, primary_key=True),  # the last training month
     sa.Column("horizon", sa.Integer, nullable=False),
-    sa.Column("mae", sa.Float),
-    sa.Column("rmse", sa.Float),
-    sa.Column("mape", sa.Float),
-    sa.Column("smape", sa.Float),
-    sa.Column("mase", sa.Float),
+    *_score_columns(),
     sa.Column("coverage", sa.Float),
     sa.Column("interval_level", sa.Float),
     sa.Column("chosen_kind", Kind),  # for model_kind 'champion': the kind chosen at that origin

@@ -96,9 +96,10 @@ def api(env: dict[str, str], coro_fn):
     return asyncio.run(go())
 
 
-def seqcast(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def command(env: dict[str, str], program: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run an installed command (`seqcast`, `prefect`) from the repository root against this server."""
     return subprocess.run(
-        [str(BIN / "seqcast"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [str(BIN / program), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
 
 
@@ -108,7 +109,9 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
 
     data = str(tmp_path / "data")
     for _ in range(2):  # fresh, then unchanged data
-        done = seqcast(server, "run", "--data-dir", data, "--epochs", "30", "--model", "lstm", "--model", "gru", "-q")
+        done = command(
+            server, "seqcast", "run", "--data-dir", data, "--epochs", "30", "--model", "lstm", "--model", "gru", "-q"
+        )
         assert done.returncode == 0, done.stderr[-3000:]
 
     async def read(client):
@@ -197,23 +200,10 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[st
 
 
 def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]) -> None:
-    pool = subprocess.run(
-        [str(BIN / "prefect"), "work-pool", "create", "seqcast-pool", "--type", "process"],
-        env=server,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    # The README's commands, as written.
+    pool = command(server, "prefect", "work-pool", "create", "seqcast-pool", "--type", "process")
     assert pool.returncode == 0, pool.stdout + pool.stderr
-    deploy = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
-        env=server,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    deploy = command(server, "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
 
     async def deployment(client):
