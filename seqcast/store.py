@@ -130,6 +130,7 @@ training_history = sa.Table(
     sa.Column("val_loss", sa.Float),
 )
 
+
 def _score_columns() -> list[sa.Column]:
     """The accuracy columns shared by `metrics` and `backtest_metrics` (MAPE and sMAPE in percent)."""
     return [sa.Column(name, sa.Float) for name in ("mae", "rmse", "mape", "smape", "mase")]
@@ -174,12 +175,7 @@ series_status = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
-backtest_def _score_columns() -> list[sa.Column]:
-    """The accuracy columns shared by `metrics` and `backtest_metrics` (MAPE and sMAPE in percent)."""
-    return [sa.Column(name, sa.Float) for name in ("mae", "rmse", "mape", "smape", "mase")]
-
-
-metrics = sa.Table(
+backtest_metrics = sa.Table(
     "backtest_metrics",
     metadata,
     sa.Column("backtest_id", Id, primary_key=True),
