@@ -60,7 +60,9 @@ def backtest_series(
         outer[CHAMPION] = outer[champion]
         inner[CHAMPION] = inner[champion]
         for kind, yhat in outer.items():
-            lower, upper = conformal_interval(yhat, inner_actual, inner[kind], level)
+            # As in a run: the champion's interval pools every candidate's holdout errors.
+            pooled = [inner[k] for k in kinds] if kind == CHAMPION else inner[kind]
+            lower, upper = conformal_interval(yhat, inner_actual, pooled, level)
             for step in range(1, horizon + 1):
                 rows.append(
                     {

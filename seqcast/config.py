@@ -26,7 +26,7 @@ DEFAULT_CRON = "0 6 1 * *"
 DEFAULT_TIMEZONE = "UTC"
 
 #: Bumped whenever training or forecasting code changes what a stored model would contain.
-MODEL_CODE_VERSION = "6"
+MODEL_CODE_VERSION = "7"
 
 
 class ModelConfig(BaseModel):
@@ -58,7 +58,7 @@ class ModelConfig(BaseModel):
     refit_all_windows: bool = True
     seed: int = 0
     #: Networks trained from consecutive seeds whose forecasts are averaged (variance drops, cost grows).
-    ensemble: int = Field(1, ge=1, le=50)
+    ensemble: int = Field(3, ge=1, le=50)
 
     def config_hash(self) -> str:
         """Content hash of the settings and the model code version."""
@@ -80,6 +80,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         val_fraction=0.2,
         patience=None,
         refit_all_windows=False,
+        ensemble=1,
     ),
     "default": {},
 }

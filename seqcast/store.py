@@ -236,6 +236,9 @@ def open_engine(url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         _tune_sqlite(engine)
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two processes creating the schema at once would race on CREATE TABLE; serialise them.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74656174)")
         metadata.create_all(conn)
         existing = set(sa.inspect(conn).get_view_names())
         for name, body in VIEWS.items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 # Before any prefect import: a private home and result store, no server from the environment.
@@ -36,6 +38,41 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A PostgreSQL server URL: SEQCAST_TEST_PG_URL, or a throwaway server started by .ci/postgres.sh."""
+    url = os.environ.get("SEQCAST_TEST_PG_URL")
+    if not url:
+        script = Path(__file__).resolve().parents[1] / ".ci" / "postgres.sh"
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.fail(
+                "PostgreSQL tests need a server: set SEQCAST_TEST_PG_URL=postgresql+psycopg://user@host:port/db "
+                f"or let .ci/postgres.sh start one (it failed: {done.stderr.strip()[-500:]})"
+            )
+        url = done.stdout.strip().rsplit("=", 1)[-1]
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each test gets an empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    import sqlalchemy as sa
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"seqcast_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")  # name is generated here, never user input
+    yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-import sqlite3
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from seqcast import ingest, store
 from seqcast.config import DataPaths
@@ -22,16 +23,19 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 @pytest.fixture
-def env(tmp_path: Path):
+def env(tmp_path: Path, db_url: str):
+    """A data folder and an empty database: every storing test runs on SQLite and on PostgreSQL."""
     paths = DataPaths(tmp_path / "data").create()
-    engine = store.open_engine(f"sqlite:///{paths.database}")
+    engine = store.open_engine(db_url)
     yield paths, engine
     engine.dispose()
 
 
-def rows_of(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
+def rows_of(engine: sa.Engine, sql: str) -> list[tuple]:
+    """Query through SQLAlchemy; dates as ISO text, as a SQLite consumer sees them."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql)).all()
+    return [tuple(v.isoformat() if isinstance(v, date) else v for v in row) for row in rows]
 
 
 # ------------------------------------------------------------------------------------- accepted forms
@@ -149,7 +153,7 @@ def test_rejected_file_is_archived_and_recorded(env, tmp_path: Path) -> None:
     archived = list(paths.archive.iterdir())
     assert len(archived) == 1 and archived[0].read_bytes() == b"series_id;period;value\na;2020-01;1\n"
     assert not bad.exists()  # left the inbox, safe in the archive
-    ((status, error),) = rows_of(paths.database, "SELECT status, error FROM ingest_batches")
+    ((status, error),) = rows_of(engine, "SELECT status, error FROM ingest_batches")
     assert status == "rejected" and "bad.csv" in error
 
 
@@ -163,8 +167,8 @@ def test_ingest_stores_counts_and_keeps_received_file(env, tmp_path: Path) -> No
     assert (report.rows_read, report.rows_inserted, report.rows_rejected) == (2, 1, 1)
     assert src.exists()  # sources outside the inbox are left where they are
     assert [p.read_bytes() for p in paths.archive.iterdir()] == [src.read_bytes()]
-    assert rows_of(paths.database, "SELECT series_id, period, value FROM observations") == [("a", "2020-01-01", 1.0)]
-    ((row_number, raw, reason),) = rows_of(paths.database, "SELECT row_number, raw, reason FROM rejected_rows")
+    assert rows_of(engine, "SELECT series_id, period, value FROM observations") == [("a", "2020-01-01", 1.0)]
+    ((row_number, raw, reason),) = rows_of(engine, "SELECT row_number, raw, reason FROM rejected_rows")
     assert (row_number, raw) == (2, "a,2020-02,x") and "f.csv row 2" in reason
 
 
@@ -176,7 +180,7 @@ def test_same_file_twice_changes_nothing_and_says_so(env, tmp_path: Path) -> Non
     again = ingest.ingest_file(engine, paths, src)
     assert again.status == "duplicate" and "same content" in (again.error or "")
     assert store.store_identity(engine)[1] == version
-    assert rows_of(paths.database, "SELECT status FROM ingest_batches ORDER BY received_at") == [
+    assert rows_of(engine, "SELECT status FROM ingest_batches ORDER BY received_at") == [
         ("applied",),
         ("duplicate",),
     ]
@@ -190,8 +194,8 @@ def test_revision_updates_value_and_records_old_and_new(env, tmp_path: Path) -> 
         engine, paths, write(tmp_path / "b.csv", "series_id,period,value\na,2020-01,1.5\nb,2020-01,7\n")
     )
     assert (report.rows_updated, report.rows_unchanged, report.rows_inserted) == (1, 1, 0)
-    assert rows_of(paths.database, "SELECT value FROM observations WHERE series_id = 'a'") == [(1.5,)]
-    assert rows_of(paths.database, "SELECT series_id, period, old_value, new_value FROM observation_revisions") == [
+    assert rows_of(engine, "SELECT value FROM observations WHERE series_id = 'a'") == [(1.5,)]
+    assert rows_of(engine, "SELECT series_id, period, old_value, new_value FROM observation_revisions") == [
         ("a", "2020-01-01", 1.0, 1.5)
     ]
 
@@ -203,7 +207,7 @@ def test_hostile_series_ids_are_stored_literally(env, tmp_path: Path) -> None:
     src = tmp_path / "hostile.csv"
     frame.to_csv(src, index=False)
     ingest.ingest_file(engine, paths, src)
-    stored = [r[0] for r in rows_of(paths.database, "SELECT series_id FROM observations ORDER BY value")]
+    stored = [r[0] for r in rows_of(engine, "SELECT series_id FROM observations ORDER BY value")]
     assert stored == ids
 
 

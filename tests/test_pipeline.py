@@ -123,3 +123,23 @@ def test_a_failed_publish_leaves_no_partial_run(panel_config: RunConfig, monkeyp
     failed_run = query(db, "SELECT run_id FROM pipeline_runs WHERE status = 'failed'")[0][0]
     assert query(db, "SELECT COUNT(*) FROM forecasts WHERE run_id = ?", (failed_run,)) == [(0,)]
     assert query(db, "SELECT COUNT(*) FROM metrics WHERE run_id = ?", (failed_run,)) == [(0,)]
+
+
+def test_the_pipeline_publishes_the_same_on_sqlite_and_postgresql(tmp_path: Path, db_url: str) -> None:
+    import sqlalchemy as sa
+
+    config = RunConfig(data_dir=str(tmp_path / "data"), db_url=db_url, models=["rnn"], **FAST)
+    first = pipeline.run_pipeline(config)
+    second = pipeline.run_pipeline(config)
+    assert first["trained"] == ["air_passengers"] and second["reused"] == ["air_passengers"]
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        periods = conn.execute(sa.text("SELECT period FROM latest_forecasts ORDER BY period")).scalars().all()
+        runs = conn.execute(
+            sa.text("SELECT status, series_trained, series_reused FROM pipeline_runs ORDER BY started_at")
+        ).all()
+        kinds = conn.execute(sa.text("SELECT model_kind FROM latest_metrics ORDER BY model_kind")).scalars().all()
+    engine.dispose()
+    assert [str(p)[:10] for p in periods] == [f"1961-{m:02d}-01" for m in range(1, 13)]
+    assert [tuple(r) for r in runs] == [("completed", 1, 0), ("completed", 0, 1)]
+    assert kinds == ["rnn", "seasonal_naive"]
