@@ -134,7 +134,7 @@ def main() -> None:
         per_series = seconds.get(kind, np.nan) / n_series
         print(
             f"{kind:34} {row['mean_mase']:>9.3f} {row['median_mase']:>7.3f} {row['mean_smape']:>6.2f} "
-            f"{row['mean_mape']:>6.2f} {row['coverage']:>7.2f} {air_mape.get(kind, np.nan):>12.2f}% "
+            f"{row['mean_mape']:>6.2f} {row['coverage']:>7.3f} {air_mape.get(kind, np.nan):>12.2f}% "
             f"{per_series:>9.2f}"
         )
     print(f"({wall}; statsforecast per method, one process)")

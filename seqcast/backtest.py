@@ -61,7 +61,7 @@ def backtest_series(
         inner[CHAMPION] = inner[champion]
         for kind, yhat in outer.items():
             # As in a run: the champion's interval pools every candidate's holdout errors.
-            pooled = [inner[k] for k in kinds] if kind == CHAMPION else inner[kind]
+            pooled = [inner[champion], *(inner[k] for k in kinds if k != champion)] if kind == CHAMPION else inner[kind]
             lower, upper = conformal_interval(yhat, inner_actual, pooled, level)
             for step in range(1, horizon + 1):
                 rows.append(
