@@ -60,6 +60,12 @@ def run(
     orchestrator: str = typer.Option(
         "prefect", "--orchestrator", help="'prefect' (tasks, caching, UI) or 'none' (plain, in process)."
     ),
+    task_runner: str = typer.Option(
+        "threads", "--task-runner", help="'threads' (this process) or 'dask' (a Dask cluster; needs a Prefect server)."
+    ),
+    dask_address: str = typer.Option(
+        None, "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 [a local one]."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, no task logs."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
@@ -87,6 +93,9 @@ def run(
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _prefect_env()
+    runner = None
+    if orchestrator == "prefect":
+        runner = _task_runner(task_runner, dask_address, config.workers)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
@@ -111,8 +120,7 @@ def run(
             elif orchestrator == "prefect":
                 from flows.monthly_forecast import monthly_forecast
 
-                flow = monthly_forecast.with_options(task_runner=_thread_runner(config.workers))
-                outcome = flow(config)
+                outcome = monthly_forecast.with_options(task_runner=runner)(config)
             else:
                 _fail(f"unknown orchestrator {orchestrator!r}: use 'prefect' or 'none'")
     except pipeline.RunInProgress as exc:
@@ -145,7 +153,11 @@ def run(
             metric_rows[:60],
             ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"],
         )
-    _print_table("Forecast (champion per series)", forecast_table(outcome)[:60])
+    _print_table(
+        "Forecast (champion per series)",
+        forecast_table(outcome)[:60],
+        ["series_id", "model_kind", "period", "yhat", "yhat_lower", "yhat_upper"],
+    )
     console.print(f"database  {outcome['database']}", highlight=False)
     if outcome["plots"]:
         console.print(f"plots     {Path(outcome['plots'][0]).parent}", highlight=False)
@@ -154,10 +166,26 @@ def run(
         _fail(f"{len(rejected)} file(s) rejected; first: {rejected[0]['error']}", code=2)
 
 
-def _thread_runner(workers: int) -> Any:
-    from prefect.task_runners import ThreadPoolTaskRunner
+def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
+    """Threads in this process (bounded: training is CPU-bound), or Dask workers (one thread each)."""
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
 
-    return ThreadPoolTaskRunner(max_workers=workers)
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind != "dask":
+        _fail(f"unknown task runner {kind!r}: use 'threads' or 'dask'")
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail(
+            "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
+            "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:

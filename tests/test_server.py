@@ -214,3 +214,54 @@ def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]
     crons = {(s.schedule.cron, s.schedule.timezone) for s in found.schedules}
     assert ("0 6 1 * *", "UTC") in crons
     assert found.entrypoint == "flows/monthly_forecast.py:monthly_forecast"
+
+
+def test_dask_task_runner_gives_the_same_tables_as_threads(server: dict[str, str], tmp_path: Path) -> None:
+    import sqlite3
+
+    common = ["--epochs", "20", "--model", "gru", "-q"]
+    dask = command(
+        server,
+        "seqcast",
+        "run",
+        "--task-runner",
+        "dask",
+        "--workers",
+        "2",
+        "--data-dir",
+        str(tmp_path / "dask"),
+        *common,
+    )
+    assert dask.returncode == 0, dask.stderr[-3000:]
+    threads = command(server, "seqcast", "run", "--data-dir", str(tmp_path / "threads"), *common)
+    assert threads.returncode == 0, threads.stderr[-3000:]
+
+    def tables(folder: str) -> tuple[list, list, list]:
+        with sqlite3.connect(tmp_path / folder / "seqcast.db") as conn:
+            return (
+                conn.execute(
+                    "SELECT series_id, model_kind, period, yhat, yhat_lower, yhat_upper, is_champion "
+                    "FROM forecasts ORDER BY model_kind, period"
+                ).fetchall(),
+                conn.execute(
+                    "SELECT series_id, model_kind, mae, rmse, mape, smape, mase, is_champion "
+                    "FROM metrics ORDER BY model_kind"
+                ).fetchall(),
+                conn.execute("SELECT COUNT(*), SUM(value) FROM observations").fetchall(),
+            )
+
+    assert tables("dask") == tables("threads")
+    assert len(tables("dask")[0]) == 24
+
+
+def test_dask_without_a_server_says_what_to_do(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(
+        [str(BIN / "seqcast"), "run", "--task-runner", "dask", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "needs a running Prefect server" in done.stderr and "prefect server start" in done.stderr
