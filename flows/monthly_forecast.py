@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from seqcast import pipeline, store
+from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
 from seqcast.report import forecast_table, metrics_table, summary_markdown
 
@@ -150,9 +150,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
         return value
 
     with pipeline.run_lock(config), tags("seqcast", *config.models):
-        run_id = pipeline.new_run_id()
-        engine = store.open_engine(config.database_url())
-        store.start_run(engine, run_id, str(flow_run.id), pipeline.config_json(config))
+        run_id = pipeline.begin_run(config, str(flow_run.id))
         try:
             ingested = result(run(ingest, config, name="ingest"))
             logger.info(
@@ -211,10 +209,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             )
             return {**outcome, "task_states": states}
         except BaseException as exc:
-            store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
+            pipeline.fail_run(config, run_id, exc)
             raise
-        finally:
-            engine.dispose()
 
 
 def serve_monthly(config: RunConfig, cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE) -> None:

@@ -67,6 +67,26 @@ def new_run_id() -> str:
     return f"{store.utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+def begin_run(config: RunConfig, flow_run_id: str | None = None) -> str:
+    """Record a new run as running (under the run lock) and return its id."""
+    run_id = new_run_id()
+    engine = store.open_engine(config.database_url())
+    try:
+        store.start_run(engine, run_id, flow_run_id, config_json(config), str(config.paths().root.resolve()))
+    finally:
+        engine.dispose()
+    return run_id
+
+
+def fail_run(config: RunConfig, run_id: str, exc: BaseException) -> None:
+    """Mark a run failed with the reason (its partial results were never published)."""
+    engine = store.open_engine(config.database_url())
+    try:
+        store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
+    finally:
+        engine.dispose()
+
+
 def chunked(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -432,9 +452,7 @@ def report_stage(
 def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str, Any]:
     """Run every stage in this process, in order, under the data folder's lock (no orchestrator needed)."""
     with run_lock(config):
-        run_id = new_run_id()
-        engine = store.open_engine(config.database_url())
-        store.start_run(engine, run_id, flow_run_id, config.model_dump_json())
+        run_id = begin_run(config, flow_run_id)
         try:
             ingested = ingest_stage(config)
             snap = snapshot_stage(config)
@@ -445,10 +463,8 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
             outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
             return report_stage(outcome, config, validations, finals)
         except BaseException as exc:
-            store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
+            fail_run(config, run_id, exc)
             raise
-        finally:
-            engine.dispose()
 
 
 def config_json(config: RunConfig) -> str:

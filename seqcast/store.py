@@ -103,6 +103,8 @@ pipeline_runs = sa.Table(
     sa.Column("series_skipped", sa.Integer, nullable=False, server_default="0"),
     sa.Column("config_json", sa.Text),
     sa.Column("message", sa.Text),
+    # The data folder whose run lock the run held: a dead run is recognised by the next one holding it.
+    sa.Column("data_dir", sa.Text),
 )
 
 model_runs = sa.Table(
@@ -490,12 +492,16 @@ def count_observations(engine: Engine) -> int:
 # ----------------------------------------------------------------------------------------------- runs
 
 
-def start_run(engine: Engine, run_id: str, flow_run_id: str | None, config_json: str) -> None:
-    """Record a run as running; runs left 'running' by a dead process are marked interrupted first."""
+def start_run(engine: Engine, run_id: str, flow_run_id: str | None, config_json: str, data_dir: str) -> None:
+    """Record a run as running; runs of the same data folder left 'running' are marked interrupted first.
+
+    Call it holding the data folder's run lock: any other 'running' row of that folder is then a run
+    whose process died. Runs of other folders (sharing a PostgreSQL database) are left alone.
+    """
     with engine.begin() as conn:
         conn.execute(
             pipeline_runs.update()
-            .where(pipeline_runs.c.status == "running")
+            .where(pipeline_runs.c.status == "running", pipeline_runs.c.data_dir == data_dir)
             .values(status="interrupted", message="the process ended before the run finished")
         )
         conn.execute(
@@ -507,6 +513,7 @@ def start_run(engine: Engine, run_id: str, flow_run_id: str | None, config_json:
                     "started_at": utcnow(),
                     "status": "running",
                     "config_json": config_json,
+                    "data_dir": data_dir,
                 }
             ],
         )

@@ -70,3 +70,18 @@ def test_run_refuses_a_missing_source_and_bad_settings(data: list[str]) -> None:
     assert result.exit_code == 1 and "source file not found: /nonexistent/file.csv" in result.stderr
     result = runner.invoke(app, ["run", "--model", "transformer", *data])
     assert result.exit_code == 1 and "invalid settings" in result.stderr
+
+
+def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_path: Path, data: list[str]) -> None:
+    from seqcast.ingest import bundled_series_path
+
+    inbox = tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "air_passengers.csv").write_bytes(bundled_series_path().read_bytes())
+    (inbox / "bad.csv").write_text("series_id;period;value\nx;2020-01;1\n")
+    result = runner.invoke(app, ["run", "--orchestrator", "none", "--epochs", "10", "--model", "rnn", *data])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 file(s) rejected; first: bad.csv:")
+    assert "trained   air_passengers" in result.output
+    archived = sorted(p.name.split("-", 3)[-1] for p in (tmp_path / "data" / "archive").iterdir())
+    assert any(name.startswith("bad-") for name in archived) and list(inbox.iterdir()) == []
