@@ -67,18 +67,25 @@ def test_different_seed_gives_a_different_network(series: np.ndarray) -> None:
 
 
 class _Evil:
+    """Unpickling this runs code: it creates `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (Path.touch, (Path("/tmp/seqcast-pwned"),))
+        return (Path.touch, (self.marker,))
 
 
 def test_model_files_with_pickled_code_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "evil.pt"
+    path, marker = tmp_path / "evil.pt", tmp_path / "code-ran"
     with open(path, "wb") as handle:
-        torch.save({"payload": _Evil()}, handle, pickle_module=pickle)
+        torch.save({"payload": _Evil(marker)}, handle, pickle_module=pickle)
     with pytest.raises(pickle.UnpicklingError):
         artifacts.load_model(path)
     assert artifacts.try_load(path) is None
-    assert not Path("/tmp/seqcast-pwned").exists()
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Evil(marker)))  # the payload is live: plain unpickling does run it
+    assert marker.exists()
 
 
 def test_truncated_artifact_is_treated_as_missing(series: np.ndarray, tmp_path: Path) -> None:
