@@ -196,9 +196,13 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             for series_id in outcome["reused"]:
                 logger.info("series %s: reused (unchanged), champion %s", series_id, outcome["champions"][series_id])
             # Series that could not be trained show as Failed tasks; the run itself completes.
-            failures = [not_trained.submit(s["series_id"], s["reason"]) for s in outcome["skipped"][:MAX_FAILED_TASKS]]
-            for failure in failures:
+            failures = {
+                s["series_id"]: not_trained.submit(s["series_id"], s["reason"])
+                for s in outcome["skipped"][:MAX_FAILED_TASKS]
+            }
+            for series_id, failure in failures.items():
                 failure.wait()
+                states[f"not-trained-{series_id}"] = failure.state.name
             outcome = result(run(report, outcome, config, validations, finals, name="report"))
             logger.info(
                 "published: %d trained, %d reused, %d not trained; report %s",

@@ -85,3 +85,18 @@ def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_pat
     assert "trained   air_passengers" in result.output
     archived = sorted(p.name.split("-", 3)[-1] for p in (tmp_path / "data" / "archive").iterdir())
     assert any(name.startswith("bad-") for name in archived) and list(inbox.iterdir()) == []
+
+
+def test_report_writes_a_static_page_with_tables_and_plots(tmp_path: Path, data: list[str]) -> None:
+    ran = runner.invoke(app, ["run", "--orchestrator", "none", "--epochs", "10", "--model", "rnn", *data])
+    assert ran.exit_code == 0, ran.stderr
+    result = runner.invoke(app, ["report", *data])
+    assert result.exit_code == 0, result.stderr
+    page = Path(result.output.split("report", 1)[1].strip())
+    html = page.read_text()
+    assert page.parent == (tmp_path / "data" / "reports").resolve()
+    assert "Holdout metrics" in html and "seasonal_naive" in html and "1961-12" in html
+    images = [part.split('"', 1)[0] for part in html.split('<img src="')[1:]]
+    assert len(images) == 2 and all((page.parent / src).resolve().is_file() for src in images)
+    missing = runner.invoke(app, ["report", "--run-id", "nope", *data])
+    assert missing.exit_code == 1 and "no completed run 'nope'" in missing.stderr

@@ -106,3 +106,26 @@ def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None
     best = min(metrics, key=lambda m: m["mase"])
     assert champions[0]["model_kind"] == best["model_kind"]
     assert all(m["holdout_start"] == "1960-01-01" and m["holdout_end"] == "1960-12-01" for m in metrics)
+
+
+def test_a_series_that_cannot_be_trained_shows_failed_while_the_run_completes(data_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import synthetic_panel
+
+    panel = synthetic_panel(2)
+    panel = panel[(panel["series_id"] == "s000") | (panel.index % 60 < 20)]  # s001 keeps only 20 months
+    source = tmp_path / "panel.csv"
+    panel.assign(period=panel["period"].dt.strftime("%Y-%m")).to_csv(source, index=False)
+
+    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], **FAST))
+
+    assert outcome["trained"] == ["s000"]
+    assert outcome["task_states"]["not-trained-s001"] == "Failed"
+    assert outcome["skipped"][0]["reason"].startswith("too short: 20 months")
+    db = data_dir / "seqcast.db"
+    assert query(db, "SELECT status FROM pipeline_runs") == [("completed",)]
+    assert query(db, "SELECT series_id, status FROM series_status ORDER BY series_id") == [
+        ("s000", "trained"),
+        ("s001", "skipped"),
+    ]
+    summary = (Path(outcome["report"])).read_text()
+    assert "s001" in summary and "too short" in summary
