@@ -31,7 +31,7 @@ CHAMPION = "champion"
 def _forecast(kind: str, train: np.ndarray, horizon: int, configs: dict[str, ModelConfig]) -> np.ndarray:
     if kind == BASELINE:
         return seasonal_naive(train, horizon)
-    return RecurrentForecaster(configs[kind]).fit(train).predict(horizon)
+    return RecurrentForecaster(configs[kind]).fit(train, curve=False).predict(horizon)
 
 
 def backtest_series(

@@ -54,7 +54,8 @@ def fit_or_reuse(
     model = artifacts.try_load(path)
     trained = model is None
     if model is None:
-        model = RecurrentForecaster(config).fit(values)
+        # Loss curves are drawn for the published (final) models only.
+        model = RecurrentForecaster(config).fit(values, curve=purpose == "final")
         artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
     record = {
         "model_id": mid,

@@ -68,8 +68,12 @@ class RecurrentForecaster:
         room = n - self._extra_history - self.out_steps - self.MIN_WINDOWS
         return max(min(self.config.lookback, room), self.MIN_LOOKBACK)
 
-    def fit(self, values: np.ndarray) -> RecurrentForecaster:
-        """Fit scaler and network on `values` (a 1-D array, oldest first)."""
+    def fit(self, values: np.ndarray, curve: bool = True) -> RecurrentForecaster:
+        """Fit scaler and network on `values` (a 1-D array, oldest first).
+
+        Args:
+            curve: record the validation-loss curve (see `train_network`); forecasts are the same.
+        """
         y = np.array(values, dtype=np.float64)  # a copy: inputs are never mutated
         if len(y) < self.min_length():
             raise ValueError(f"series too short: {len(y)} values, {self.min_length()} needed")
@@ -80,7 +84,8 @@ class RecurrentForecaster:
         X, Y = make_windows(z, self.lookback_, self.out_steps, self.scaler_.centred, cfg.target == "seasonal")
         # An ensemble is the same network from `ensemble` seeds; its forecast is their mean.
         members: list[TrainResult] = [
-            train_network(self._build, X, Y, cfg.model_copy(update={"seed": cfg.seed + i})) for i in range(cfg.ensemble)
+            train_network(self._build, X, Y, cfg.model_copy(update={"seed": cfg.seed + i}), curve=curve)
+            for i in range(cfg.ensemble)
         ]
         self.nets_ = [m.net for m in members]
         self.history_ = members[0].history

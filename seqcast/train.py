@@ -109,18 +109,26 @@ def _fit(
     return net, history, best_epoch
 
 
-def train_network(build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, cfg: ModelConfig) -> TrainResult:
+def train_network(
+    build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, cfg: ModelConfig, curve: bool = True
+) -> TrainResult:
     """Train a fresh network from `build()` on windows X [n, lookback, 1] -> Y [n, out].
 
     The latest `val_fraction` of windows gives the validation loss (and, with `patience`, early
     stopping on it). With `refit_all_windows`, a fresh network is then trained on every window for
     the best epoch count, so the most recent months also shape the published model.
+
+    Args:
+        curve: record the validation curve. Without early stopping that held-out phase only draws the
+            curve (the refit trains the same seeded network for the same epochs either way), so a fit
+            whose curve nobody looks at (a holdout or backtest fit) can skip it: same forecast, half the work.
     """
     start = time.perf_counter()
     with deterministic():
         Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
         gap = Y.shape[1] - 1
-        train_idx, val_idx = split_windows(len(X), cfg.val_fraction, gap)
+        skip_curve = not curve and cfg.patience is None and cfg.refit_all_windows
+        train_idx, val_idx = split_windows(len(X), 0.0 if skip_curve else cfg.val_fraction, gap)
         net, history, best_epoch = _fit(build, Xt, Yt, train_idx, val_idx, cfg, cfg.epochs, cfg.patience)
         epochs = best_epoch
         if cfg.refit_all_windows and len(val_idx):

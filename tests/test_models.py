@@ -93,3 +93,12 @@ def test_truncated_artifact_is_treated_as_missing(series: np.ndarray, tmp_path: 
     path = artifacts.save_model(model, tmp_path / "m.pt")
     path.write_bytes(path.read_bytes()[:100])
     assert artifacts.try_load(path) is None
+
+
+def test_skipping_the_validation_curve_gives_the_same_forecast(series: np.ndarray) -> None:
+    config = model_config_for("gru", epochs=15, ensemble=2)
+    with_curve = RecurrentForecaster(config).fit(series)
+    without = RecurrentForecaster(config).fit(series, curve=False)
+    np.testing.assert_array_equal(with_curve.predict(12), without.predict(12))
+    assert any(row[2] is not None for row in with_curve.history_)
+    assert all(row[2] is None for row in without.history_)
