@@ -320,9 +320,7 @@ def record_batch(engine: Engine, batch: dict[str, Any], rejected: pd.DataFrame |
             conn.execute(rejected_rows.insert(), _records(rejected, batch["batch_id"]))
 
 
-def apply_batch(
-    engine: Engine, batch: dict[str, Any], rows: pd.DataFrame, rejected: pd.DataFrame, chunk: int = 50_000
-) -> BatchCounts:
+def apply_batch(engine: Engine, batch: dict[str, Any], rows: pd.DataFrame, rejected: pd.DataFrame) -> BatchCounts:
     """Upsert one file's valid rows, record revisions, rejects and the batch row: one transaction.
 
     Args:
@@ -343,7 +341,7 @@ def apply_batch(
         new_rows = merged.loc[is_new]
         changed_rows = merged.loc[changed]
 
-        _bulk_insert_observations(conn, new_rows, batch_id, now, chunk)
+        _bulk_insert_observations(conn, new_rows, batch_id, now)
         if len(changed_rows):
             upd = [
                 {"b_sid": s, "b_period": p.date(), "b_value": v, "b_batch": batch_id, "b_at": now}
@@ -401,7 +399,7 @@ def apply_batch(
 
 
 def _bulk_insert_observations(
-    conn: Connection, rows: pd.DataFrame, batch_id: str, now: datetime, chunk: int, filled: bool = False
+    conn: Connection, rows: pd.DataFrame, batch_id: str, now: datetime, filled: bool = False
 ) -> None:
     """Insert many observations through the driver's executemany, skipping per-row SQL type processing.
 
@@ -425,15 +423,15 @@ def _bulk_insert_observations(
     sql = f"INSERT INTO observations ({', '.join(columns)}) VALUES ({placeholders})"
     sids = rows["series_id"].tolist()
     values = rows["value"].astype(float).tolist()
-    for start in range(0, len(sids), chunk):
-        stop = start + chunk
-        params = zip(
-            sids[start:stop], periods[start:stop], values[start:stop], repeat(batch_id), repeat(stamp), repeat(filled)
-        )
-        if conn.dialect.paramstyle == "named":
-            conn.exec_driver_sql(sql, [{f"p{i + 1}": v for i, v in enumerate(p)} for p in params])
-        else:
-            conn.exec_driver_sql(sql, list(params))
+    params: Iterable[Any] = zip(sids, periods, values, repeat(batch_id), repeat(stamp), repeat(filled))
+    if conn.dialect.paramstyle == "named":
+        params = ({f"p{i + 1}": v for i, v in enumerate(p)} for p in params)
+    # The driver's own executemany, streaming the rows, inside this connection's transaction.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, params)  # type: ignore[arg-type]  # drivers accept any iterable
+    finally:
+        cursor.close()
 
 
 def _records(rejected: pd.DataFrame, batch_id: str) -> list[dict[str, Any]]:
