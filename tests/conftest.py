@@ -17,7 +17,7 @@ os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "seqcast"
 # Library logs outside a flow run (plain-library tests) are not for the API.
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.pop("PREFECT_API_URL", None)
-for _name in [k for k in os.environ if k.startswith("SEQCAST_")]:
+for _name in [k for k in os.environ if k.startswith("SEQCAST_") and not k.startswith("SEQCAST_TEST_")]:
     os.environ.pop(_name)
 
 import numpy as np  # noqa: E402
