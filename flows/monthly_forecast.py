@@ -7,6 +7,7 @@ No `from __future__ import annotations` here: Prefect builds the UI's parameter 
 `RunConfig` annotation, which must not be a string when the flow is loaded from its file.
 """
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
 from seqcast.report import forecast_table, metrics_table, summary_markdown
 
 RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+# The library logs one line per stage and series at INFO. Prefect attaches its handlers to the `seqcast`
+# logger (PREFECT_LOGGING_EXTRA_LOGGERS=seqcast) but leaves its level at the root's WARNING.
+logging.getLogger("seqcast").setLevel(logging.INFO)
 
 
 def _key(stage: str, with_refs: bool = False):

@@ -91,7 +91,8 @@ def run(
     from seqcast.report import forecast_table, ingest_lines, metrics_table
 
     if quiet:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # Quiet the terminal only: the run's logs still reach the Prefect server and its UI.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     _prefect_env()
     runner = None
     if orchestrator == "prefect":

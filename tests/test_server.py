@@ -130,9 +130,15 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
             )
             artifacts[run.id] = {(a.key, a.type) for a in arts}
-        return runs, tasks, artifacts
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    runs, tasks, artifacts = api(server, read)
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+        return runs, tasks, artifacts, [log.message for log in logs]
+
+    runs, tasks, artifacts, first_logs = api(server, read)
+    # `-q` quiets the terminal, never the UI: the first run's stage and per-series lines reached the server.
+    assert any(m.startswith("snapshot: 1 series to model") for m in first_logs)
+    assert any(m.startswith("series air_passengers: holdout 1960-01..1960-12 MAPE") for m in first_logs)
     assert len(runs) == 2
     assert [r.state.name for r in runs] == ["Completed", "Completed"]
     assert all(r.name.startswith("monthly-forecast-20") for r in runs)
