@@ -57,6 +57,10 @@ def run(
     series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
     fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
     workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
+    chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [25]."),
+    batch_training: bool = typer.Option(
+        None, "--batched/--one-by-one", help="Train a chunk's networks as one computation [batched]."
+    ),
     orchestrator: str = typer.Option(
         "prefect", "--orchestrator", help="'prefect' (tasks, caching, UI) or 'none' (plain, in process)."
     ),
@@ -81,6 +85,8 @@ def run(
         series_id=series_id,
         fill_gaps=fill_gaps,
         workers=workers,
+        chunk_size=chunk_size,
+        batch_training=batch_training,
         data_dir=data_dir,
         db_url=db_url,
     )

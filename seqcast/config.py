@@ -114,6 +114,10 @@ class RunConfig(BaseModel):
     interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of yhat_lower..yhat_upper.")
     fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
     chunk_size: int = Field(25, ge=1, description="Series per training task.")
+    batch_training: bool = Field(
+        True, description="Train a chunk's networks as one batched computation (False: one by one, the reference)."
+    )
+    max_plots: int = Field(50, ge=0, description="Series plotted per run (forecast and loss curve), first by id.")
     workers: int = Field(2, ge=1, description="Training tasks at once.")
     use_bundled_demo: bool = Field(True, description="Ingest the bundled series when the database is empty.")
 
@@ -205,6 +209,8 @@ class _Settings(BaseSettings):
     fill_gaps: bool | None = None
     chunk_size: int | None = None
     workers: int | None = None
+    batch_training: bool | None = None
+    max_plots: int | None = None
 
     @classmethod
     def settings_customise_sources(

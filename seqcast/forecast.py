@@ -49,27 +49,44 @@ def fit_or_reuse(
 
     Returns the model and its record (model_id, artifact_path, epochs, train_seconds, history, trained).
     """
-    mid = artifacts.model_id(config, data_key, purpose)
-    path = artifacts.artifact_path(models_dir, mid)
-    model = artifacts.try_load(path)
-    trained = model is None
-    if model is None:
-        # Loss curves are drawn for the published (final) models only.
-        model = RecurrentForecaster(config).fit(values, curve=purpose == "final")
-        artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
-    record = {
-        "model_id": mid,
-        "model_kind": config.kind,
-        "purpose": purpose,
-        "config_hash": config.config_hash(),
-        "data_hash": data_key,
-        "artifact_path": str(path),
-        "epochs": model.epochs_,
-        "train_seconds": model.train_seconds_,
-        "history": [list(row) for row in model.history_],
-        "trained": trained,
-    }
-    return model, record
+    return fit_or_reuse_many([(values, data_key)], config, purpose, models_dir, batched=False)[0]
+
+
+def fit_or_reuse_many(
+    items: list[tuple[np.ndarray, str]], config: ModelConfig, purpose: str, models_dir: Path, batched: bool = True
+) -> list[tuple[RecurrentForecaster, dict[str, Any]]]:
+    """`fit_or_reuse` for many series (values, data key): the ones without a stored model are trained
+    together as one batched computation (`RecurrentForecaster.fit_many`), or one by one."""
+    ids = [artifacts.model_id(config, key, purpose) for _, key in items]
+    paths = [artifacts.artifact_path(models_dir, mid) for mid in ids]
+    models: list[RecurrentForecaster | None] = [artifacts.try_load(path) for path in paths]
+    missing = [i for i, model in enumerate(models) if model is None]
+    # Loss curves are drawn for the published (final) models only.
+    curve = purpose == "final"
+    if batched and len(missing) > 1:
+        fitted = RecurrentForecaster.fit_many(config, [items[i][0] for i in missing], curve=curve)
+    else:
+        fitted = [RecurrentForecaster(config).fit(items[i][0], curve=curve) for i in missing]
+    for i, new in zip(missing, fitted, strict=True):
+        artifacts.save_model(new, paths[i], {"data_key": items[i][1], "purpose": purpose})
+        models[i] = new
+    out = []
+    for i, model in enumerate(models):
+        assert model is not None
+        record = {
+            "model_id": ids[i],
+            "model_kind": config.kind,
+            "purpose": purpose,
+            "config_hash": config.config_hash(),
+            "data_hash": items[i][1],
+            "artifact_path": str(paths[i]),
+            "epochs": model.epochs_,
+            "train_seconds": model.train_seconds_,
+            "history": [list(row) for row in model.history_],
+            "trained": i in missing,
+        }
+        out.append((model, record))
+    return out
 
 
 def _holdout_dates(periods: pd.Series, holdout: int) -> tuple[str, str]:
@@ -81,58 +98,84 @@ def validate_series(ref: dict[str, Any], configs: list[ModelConfig], holdout: in
 
     The seasonal-naive baseline is scored on the same window.
     """
-    frame = read_series(ref)
-    y = frame["value"].to_numpy(dtype=np.float64)
-    train, actual = y[:-holdout], y[-holdout:]
-    start, end = _holdout_dates(frame["period"], holdout)
-    candidates: dict[str, Any] = {}
-    naive = seasonal_naive(train, holdout)
-    candidates[BASELINE] = {
-        "metrics": score(actual, naive, train),
-        "prediction": naive.tolist(),
-        "model": None,
+    return validate_many([ref], configs, holdout, models_dir, batched=False)[0]
+
+
+def validate_many(
+    refs: list[dict[str, Any]], configs: list[ModelConfig], holdout: int, models_dir: Path, batched: bool = True
+) -> list[dict[str, Any]]:
+    """`validate_series` for a chunk of series; with `batched`, each kind's networks train as one computation."""
+    frames = [read_series(ref) for ref in refs]
+    ys = [frame["value"].to_numpy(dtype=np.float64) for frame in frames]
+    fits = {
+        config.kind: fit_or_reuse_many(
+            [(y[:-holdout], f"{ref['data_hash']}:holdout{holdout}") for ref, y in zip(refs, ys, strict=True)],
+            config,
+            "holdout",
+            models_dir,
+            batched,
+        )
+        for config in configs
     }
-    data_key = f"{ref['data_hash']}:holdout{holdout}"
-    for config in configs:
-        model, record = fit_or_reuse(train, config, data_key, "holdout", models_dir)
-        prediction = model.predict(holdout)
-        candidates[config.kind] = {
-            "metrics": score(actual, prediction, train),
-            "prediction": prediction.tolist(),
-            "model": record,
+    results = []
+    for i, (ref, frame, y) in enumerate(zip(refs, frames, ys, strict=True)):
+        train, actual = y[:-holdout], y[-holdout:]
+        start, end = _holdout_dates(frame["period"], holdout)
+        naive = seasonal_naive(train, holdout)
+        candidates: dict[str, Any] = {
+            BASELINE: {"metrics": score(actual, naive, train), "prediction": naive.tolist(), "model": None}
         }
-    log.info(
-        "series %s: holdout %s..%s MAPE %s",
-        ref["series_id"],
-        start[:7],
-        end[:7],
-        ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items()),
-    )
-    return {
-        "series_id": ref["series_id"],
-        "holdout_start": start,
-        "holdout_end": end,
-        "actual": actual.tolist(),
-        "candidates": candidates,
-    }
+        for kind, fitted in fits.items():
+            model, record = fitted[i]
+            prediction = model.predict(holdout)
+            candidates[kind] = {
+                "metrics": score(actual, prediction, train),
+                "prediction": prediction.tolist(),
+                "model": record,
+            }
+        log.info(
+            "series %s: holdout %s..%s MAPE %s",
+            ref["series_id"],
+            start[:7],
+            end[:7],
+            ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items()),
+        )
+        results.append(
+            {
+                "series_id": ref["series_id"],
+                "holdout_start": start,
+                "holdout_end": end,
+                "actual": actual.tolist(),
+                "candidates": candidates,
+            }
+        )
+    return results
 
 
 def train_series(ref: dict[str, Any], configs: list[ModelConfig], models_dir: Path) -> dict[str, Any]:
     """Refit every model kind on all of the series (or reuse the stored fit of the same data)."""
-    y = read_series(ref)["value"].to_numpy(dtype=np.float64)
-    models = {}
-    for config in configs:
-        _, record = fit_or_reuse(y, config, ref["data_hash"], "final", models_dir)
-        models[config.kind] = record
-    log.info(
-        "series %s: %s",
-        ref["series_id"],
-        ", ".join(
-            f"{kind} {'trained' if r['trained'] else 'reused'} ({r['epochs']} epochs, {r['train_seconds']:.1f}s)"
-            for kind, r in models.items()
-        ),
-    )
-    return {"series_id": ref["series_id"], "models": models}
+    return train_many_series([ref], configs, models_dir, batched=False)[0]
+
+
+def train_many_series(
+    refs: list[dict[str, Any]], configs: list[ModelConfig], models_dir: Path, batched: bool = True
+) -> list[dict[str, Any]]:
+    """`train_series` for a chunk of series; with `batched`, each kind's networks train as one computation."""
+    items = [(read_series(ref)["value"].to_numpy(dtype=np.float64), ref["data_hash"]) for ref in refs]
+    fits = {config.kind: fit_or_reuse_many(items, config, "final", models_dir, batched) for config in configs}
+    results = []
+    for i, ref in enumerate(refs):
+        models = {kind: fitted[i][1] for kind, fitted in fits.items()}
+        log.info(
+            "series %s: %s",
+            ref["series_id"],
+            ", ".join(
+                f"{kind} {'trained' if r['trained'] else 'reused'} ({r['epochs']} epochs, {r['train_seconds']:.2f}s)"
+                for kind, r in models.items()
+            ),
+        )
+        results.append({"series_id": ref["series_id"], "models": models})
+    return results
 
 
 def conformal_interval(

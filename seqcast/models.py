@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqcast.batched import Job, train_many
 from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, train_network
 from seqcast.windows import Scaler, fit_scaler, history_needed, last_window, make_windows
@@ -69,29 +70,49 @@ class RecurrentForecaster:
         return max(min(self.config.lookback, room), self.MIN_LOOKBACK)
 
     def fit(self, values: np.ndarray, curve: bool = True) -> RecurrentForecaster:
-        """Fit scaler and network on `values` (a 1-D array, oldest first).
+        """Fit scaler and network on `values` (a 1-D array, oldest first), one network at a time.
+
+        This is the reference path; `fit_many` fits many series as one computation with the same result.
 
         Args:
             curve: record the validation-loss curve (see `train_network`); forecasts are the same.
         """
+        jobs = self._prepare(values)
+        members = [train_network(self._build, job.X, job.Y, job.config, curve=curve) for job in jobs]
+        return self._set_members(members)
+
+    @classmethod
+    def fit_many(cls, config: ModelConfig, series: list[np.ndarray], curve: bool = True) -> list[RecurrentForecaster]:
+        """Fit one forecaster per series, training all their networks (every series, every ensemble seed)
+        as stacked, batched computations (`seqcast.batched`). Equal to `fit` on each, up to rounding."""
+        models = [cls(config) for _ in series]
+        jobs = [model._prepare(values) for model, values in zip(models, series, strict=True)]
+        flat = [job for series_jobs in jobs for job in series_jobs]
+        results = iter(train_many(lambda c: cls(c)._build(), flat, curve=curve))
+        return [
+            model._set_members([next(results) for _ in series_jobs])
+            for model, series_jobs in zip(models, jobs, strict=True)
+        ]
+
+    def _prepare(self, values: np.ndarray) -> list[Job]:
+        """Fit the scaler and window the series; one training job per ensemble seed."""
         y = np.array(values, dtype=np.float64)  # a copy: inputs are never mutated
         if len(y) < self.min_length():
             raise ValueError(f"series too short: {len(y)} values, {self.min_length()} needed")
         cfg = self.config
+        self.y_ = y
         self.scaler_ = fit_scaler(y, cfg.scaling)
         z = self.scaler_.transform(y)
         self.lookback_ = min(cfg.lookback, self._lookback_for(len(y)))
         X, Y = make_windows(z, self.lookback_, self.out_steps, self.scaler_.centred, cfg.target == "seasonal")
         # An ensemble is the same network from `ensemble` seeds; its forecast is their mean.
-        members: list[TrainResult] = [
-            train_network(self._build, X, Y, cfg.model_copy(update={"seed": cfg.seed + i}), curve=curve)
-            for i in range(cfg.ensemble)
-        ]
+        return [Job(X, Y, cfg.model_copy(update={"seed": cfg.seed + i})) for i in range(cfg.ensemble)]
+
+    def _set_members(self, members: list[TrainResult]) -> RecurrentForecaster:
         self.nets_ = [m.net for m in members]
         self.history_ = members[0].history
         self.epochs_ = members[0].epochs
         self.train_seconds_ = sum(m.seconds for m in members)
-        self.y_ = y
         return self
 
     def _build(self) -> RecurrentNet:

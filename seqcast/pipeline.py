@@ -197,16 +197,42 @@ def _per_series(
     return results
 
 
+def _chunk(
+    refs: list[dict[str, Any]],
+    many: Callable[[list[dict[str, Any]], bool], list[dict[str, Any]]],
+    batched: bool,
+) -> list[dict[str, Any]]:
+    """Run `many` on the whole chunk (batched); if that fails, one series at a time so that only the
+    failing series are lost (a failure is recorded for that series and the others go on)."""
+    if batched and len(refs) > 1:
+        try:
+            results = many(refs, True)
+        except Exception as exc:
+            log.warning("batched training of %d series failed (%s); training them one by one", len(refs), exc)
+        else:
+            progress.advance(len(refs))
+            return results
+    return _per_series(refs, lambda ref: many([ref], False)[0])
+
+
 def validate_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     """Holdout validation of every model kind (and seasonal naive) for a chunk of series."""
     configs, models_dir = config.model_configs(), config.paths().models
-    return _per_series(refs, lambda ref: fc.validate_series(ref, configs, config.holdout, models_dir))
+
+    def many(chunk: list[dict[str, Any]], batched: bool) -> list[dict[str, Any]]:
+        return fc.validate_many(chunk, configs, config.holdout, models_dir, batched)
+
+    return _chunk(refs, many, config.batch_training)
 
 
 def train_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     """Final refit on all data of every model kind for a chunk of series (stored fits are reused)."""
     configs, models_dir = config.model_configs(), config.paths().models
-    return _per_series(refs, lambda ref: fc.train_series(ref, configs, models_dir))
+
+    def many(chunk: list[dict[str, Any]], batched: bool) -> list[dict[str, Any]]:
+        return fc.train_many_series(chunk, configs, models_dir, batched)
+
+    return _chunk(refs, many, config.batch_training)
 
 
 def forecast_chunk(
@@ -419,7 +445,7 @@ def report_stage(
     engine = store.open_engine(config.database_url())
     written: list[str] = []
     try:
-        for sid in [*outcome["trained"], *outcome["reused"]]:
+        for sid in sorted([*outcome["trained"], *outcome["reused"]])[: config.max_plots]:
             history = store.load_observations(engine, [sid])
             validation = by_val[sid]
             stem = safe_name(sid)
