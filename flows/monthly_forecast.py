@@ -79,6 +79,11 @@ def forecast(
     return pipeline.forecast_chunk(refs, validations, finals, config)
 
 
+@task(name="global-model", cache_key_fn=_key("global", True), **RETRIES)
+def global_model(refs: list[dict[str, Any]], config: RunConfig) -> dict[str, Any] | None:
+    return pipeline.global_stage(refs, config)
+
+
 def _run_key(stage: str):
     """Per-run key: a retried or resumed task of the same run reuses its result, another run never does."""
 
@@ -173,6 +178,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=True)
             ]
             t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=True)]
+            g_fut = run(global_model, snap["eligible"], config, name="global-model") if config.global_model else None
             validations: list[dict[str, Any]] = []
             finals: list[dict[str, Any]] = []
             for done, (v_fut, t_fut) in enumerate(zip(v_futs, t_futs, strict=True), start=1):
@@ -180,6 +186,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 finals += result(t_fut)
                 update_progress_artifact(progress_id, 100.0 * done / len(chunks))
             update_progress_artifact(progress_id, 100.0)
+            if g_fut is not None:
+                validations, finals = pipeline.add_global(validations, finals, result(g_fut))
             f_futs = [
                 run(
                     forecast,

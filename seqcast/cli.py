@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ def run(
     fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
     workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
     chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [25]."),
+    global_model: str = typer.Option(
+        None, "--global-model", help="Also fit one rnn, lstm or gru across all series, a candidate for each."
+    ),
+    global_steps: int = typer.Option(None, "--global-steps", help="Training steps of the global model [1500]."),
     batch_training: bool = typer.Option(
         None, "--batched/--one-by-one", help="Train a chunk's networks as one computation [batched]."
     ),
@@ -87,6 +92,8 @@ def run(
         workers=workers,
         chunk_size=chunk_size,
         batch_training=batch_training,
+        global_model=global_model,
+        global_steps=global_steps,
         data_dir=data_dir,
         db_url=db_url,
     )
@@ -141,17 +148,21 @@ def run(
     for line in ingest_lines(outcome):
         console.print(f"ingested  {line}", highlight=False)
     console.print(
-        f"trained   {', '.join(outcome['trained']) or 'none'}"
-        + ("  (new or revised data)" if outcome["trained"] else ""),
+        f"trained   {_names(outcome['trained'])}" + ("  (new or revised data)" if outcome["trained"] else ""),
         highlight=False,
     )
     console.print(
-        f"reused    {', '.join(outcome['reused']) or 'none'}"
+        f"reused    {_names(outcome['reused'])}"
         + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
         highlight=False,
     )
-    for item in outcome["skipped"]:
+    for item in outcome["skipped"][:SHOWN]:
         console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
+    if len(outcome["skipped"]) > SHOWN:
+        console.print(f"skipped   ... and {len(outcome['skipped']) - SHOWN} more (table series_status)")
+    if outcome["champions"]:
+        counts = Counter(outcome["champions"].values())
+        console.print("champions " + ", ".join(f"{kind} {n}" for kind, n in counts.most_common()), highlight=False)
     metric_rows = metrics_table(outcome)
     if metric_rows:
         window = metric_rows[0]["holdout"]
@@ -193,6 +204,17 @@ def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+
+
+#: Series named one by one in the terminal; the rest are counted (the tables have them all).
+SHOWN = 20
+
+
+def _names(ids: list[str]) -> str:
+    if not ids:
+        return "none"
+    more = f" ... and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
+    return ", ".join(ids[:SHOWN]) + more
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:

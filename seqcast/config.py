@@ -113,6 +113,12 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="Seed of every network's initialisation and training.")
     interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of yhat_lower..yhat_upper.")
     fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
+    global_model: ModelKind | None = Field(
+        None, description="Also fit one network of this kind across all series, a candidate for every series."
+    )
+    global_steps: int = Field(
+        1500, ge=1, description="Training steps (mini-batches of 256 windows) of the global model."
+    )
     chunk_size: int = Field(25, ge=1, description="Series per training task.")
     batch_training: bool = Field(
         True, description="Train a chunk's networks as one batched computation (False: one by one, the reference)."
@@ -134,6 +140,14 @@ class RunConfig(BaseModel):
             model_config_for(kind, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback)
             for kind in self.models
         ]
+
+    def global_config(self) -> ModelConfig | None:
+        """The global model's network settings (those of its kind under the preset), if one is asked for."""
+        if self.global_model is None:
+            return None
+        return model_config_for(
+            self.global_model, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback
+        )
 
     def paths(self) -> DataPaths:
         return DataPaths(Path(self.data_dir))
@@ -211,6 +225,8 @@ class _Settings(BaseSettings):
     workers: int | None = None
     batch_training: bool | None = None
     max_plots: int | None = None
+    global_model: str | None = None
+    global_steps: int | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ an orchestrator can cache and pass them; models live on disk, content-addressed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,15 @@ import pandas as pd
 from seqcast import artifacts
 from seqcast.config import ModelConfig
 from seqcast.evaluate import score, seasonal_naive, selection_score
+from seqcast.global_model import PREFIX, GlobalForecaster, global_kind
 from seqcast.lake import read_series
 from seqcast.models import RecurrentForecaster
 
 log = logging.getLogger(__name__)
 
 BASELINE = "seasonal_naive"
+#: `model_runs.series_id` of a global model (it belongs to no one series; its kind is `global_<kind>`).
+GLOBAL_SERIES_ID = "*"
 
 
 def min_history(configs: list[ModelConfig], holdout: int) -> int:
@@ -178,6 +182,95 @@ def train_many_series(
     return results
 
 
+def global_candidates(
+    refs: list[dict[str, Any]],
+    config: ModelConfig,
+    holdout: int,
+    horizon: int,
+    models_dir: Path,
+    steps: int,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """The global model as a candidate of every series: one network fitted on all series' training parts
+    (scored on each series' holdout, like every candidate), and one on all the data (the forecasts).
+
+    Both are stored content-addressed on every series' data hash, so unchanged data reuses them.
+    Returns {"kind", "models": {"holdout": record, "final": record}, "series": {id: {metrics, prediction,
+    forecast}}}; series too short for the network's lookback are left out (the others still compete).
+    """
+    kind = global_kind(config.kind)
+    ys = [read_series(ref)["value"].to_numpy(dtype=np.float64) for ref in refs]
+    digest = hashlib.sha256(
+        "\x1f".join(f"{r['series_id']}={r['data_hash']}" for r in sorted(refs, key=lambda r: r["series_id"])).encode()
+    ).hexdigest()
+    key = f"global-{steps}x{batch_size}:{digest}"
+
+    def fit(parts: list[np.ndarray], data_key: str, purpose: str) -> tuple[GlobalForecaster, dict[str, Any]]:
+        mid = PREFIX + artifacts.model_id(config, data_key, purpose)
+        path = artifacts.artifact_path(models_dir, mid)
+        model = artifacts.try_load_global(path)
+        trained = model is None
+        if model is None:
+            model = GlobalForecaster(config, steps, batch_size).fit(parts)
+            artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
+        record = {
+            "model_id": mid,
+            "series_id": GLOBAL_SERIES_ID,
+            "model_kind": kind,
+            "purpose": purpose,
+            "config_hash": config.config_hash(),
+            "data_hash": data_key,
+            "artifact_path": str(path),
+            "epochs": steps,
+            "train_seconds": model.train_seconds_,
+            "history": [list(row) for row in model.history_],
+            "trained": trained,
+        }
+        log.info("global %s (%s): %s on %d series", kind, purpose, "trained" if trained else "reused", len(parts))
+        return model, record
+
+    held, held_record = fit([y[:-holdout] for y in ys], f"{key}:holdout{holdout}", "holdout")
+    final, final_record = fit(ys, key, "final")
+    series: dict[str, Any] = {}
+    for ref, y in zip(refs, ys, strict=True):
+        train, actual = y[:-holdout], y[-holdout:]
+        if len(train) < held.min_length():
+            continue
+        prediction = held.predict(train, holdout)
+        series[ref["series_id"]] = {
+            "metrics": score(actual, prediction, train),
+            "prediction": prediction.tolist(),
+            "forecast": final.predict(y, horizon).tolist(),
+        }
+    return {"kind": kind, "models": {"holdout": held_record, "final": final_record}, "series": series}
+
+
+def add_global(
+    validations: list[dict[str, Any]], finals: list[dict[str, Any]], result: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validations and final fits with the global model added as a candidate of each series it covers."""
+    if not result:
+        return validations, finals
+    kind, per_series = result["kind"], result["series"]
+    held, final = result["models"]["holdout"], result["models"]["final"]
+    out_v = []
+    for v in validations:
+        mine = per_series.get(v["series_id"])
+        if mine is None or "error" in v:
+            out_v.append(v)
+            continue
+        candidate = {"metrics": mine["metrics"], "prediction": mine["prediction"], "model": held}
+        out_v.append({**v, "candidates": {**v["candidates"], kind: candidate}})
+    out_f = []
+    for f in finals:
+        mine = per_series.get(f["series_id"])
+        if mine is None or "error" in f:
+            out_f.append(f)
+            continue
+        out_f.append({**f, "models": {**f["models"], kind: {**final, "forecast": mine["forecast"]}}})
+    return out_v, out_f
+
+
 def conformal_interval(
     yhat: np.ndarray, actual: np.ndarray, predicted: np.ndarray | list[np.ndarray], level: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -239,10 +332,11 @@ def forecast_series(
             yhat, model_id = seasonal_naive(y, horizon), None
         else:
             record = final["models"][kind]
-            yhat, model_id = (
-                artifacts.load_model(Path(record["artifact_path"])).predict(horizon),
-                record["model_id"],
-            )
+            if "forecast" in record:  # the global model's, computed with it
+                yhat = np.asarray(record["forecast"], dtype=np.float64)[:horizon]
+            else:
+                yhat = artifacts.load_model(Path(record["artifact_path"])).predict(horizon)
+            model_id = record["model_id"]
         predictions = (
             [candidate["prediction"], *(c["prediction"] for k, c in candidates.items() if k != kind)]
             if kind == champion

@@ -235,6 +235,19 @@ def train_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     return _chunk(refs, many, config.batch_training)
 
 
+def global_stage(refs: list[dict[str, Any]], config: RunConfig) -> dict[str, Any] | None:
+    """The global model's holdout scores and forecasts for every series (None when not configured)."""
+    global_config = config.global_config()
+    if global_config is None or not refs:
+        return None
+    return fc.global_candidates(
+        refs, global_config, config.holdout, config.horizon, config.paths().models, config.global_steps
+    )
+
+
+add_global = fc.add_global
+
+
 def forecast_chunk(
     refs: list[dict[str, Any]], validations: list[dict], finals: list[dict], config: RunConfig
 ) -> list[dict[str, Any]]:
@@ -340,7 +353,7 @@ def publish_stage(
             model_rows.append(
                 {
                     "model_id": r["model_id"],
-                    "series_id": sid,
+                    "series_id": r.get("series_id", sid),  # a global model's is "*"
                     "model_kind": r["model_kind"],
                     "purpose": r["purpose"],
                     "config_hash": r["config_hash"],
@@ -485,6 +498,7 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
             refs = snap["eligible"]
             validations = validate_chunk(refs, config)
             finals = train_chunk(refs, config)
+            validations, finals = fc.add_global(validations, finals, global_stage(refs, config))
             forecasts = forecast_chunk(refs, validations, finals, config)
             outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
             return report_stage(outcome, config, validations, finals)
@@ -508,6 +522,7 @@ def stage_key(stage: str, config: RunConfig, refs: list[dict[str, Any]] | None =
         str(config.paths().root.resolve()),
         ",".join(c.config_hash() for c in config.model_configs()),
         f"h{config.horizon}-ho{config.holdout}-l{config.interval_level}-f{config.fill_gaps}",
+        f"global-{glob.config_hash()}-{config.global_steps}" if (glob := config.global_config()) else "no-global",
         extra,
     ]
     if refs is not None:

@@ -1,0 +1,126 @@
+"""The global model: one network across all series, scored on the same holdout as every candidate."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.monthly_forecast import monthly_forecast
+from seqcast import artifacts, pipeline
+from seqcast.config import RunConfig, model_config_for
+from seqcast.global_model import GlobalForecaster
+from tests.conftest import synthetic_panel
+
+
+@pytest.fixture(scope="module")
+def panel() -> list[np.ndarray]:
+    frame = synthetic_panel(5, months=84, seed=3)
+    return [g["value"].to_numpy() for _, g in frame.groupby("series_id")]
+
+
+def test_global_model_fits_many_series_and_forecasts_each_deterministically(
+    panel: list[np.ndarray], tmp_path: Path
+) -> None:
+    config = model_config_for("gru", ensemble=2)
+    model = GlobalForecaster(config, steps=150).fit([y[:-12] for y in panel])
+    assert model.n_series_ == 5 and model.n_windows_ > 5 * 20
+    assert len(model.history_) == 50  # the loss curve: mean loss per stretch of 3 steps
+    assert model.history_[-1][1] < model.history_[0][1]  # it learned
+    forecasts = [model.predict(y[:-12], 12) for y in panel]
+    errors = [np.mean(np.abs(f / y[-12:] - 1)) for f, y in zip(forecasts, panel, strict=True)]
+    assert max(errors) < 0.15  # seasonal synthetic series: within 15% on average
+
+    again = GlobalForecaster(config, steps=150).fit([y[:-12] for y in panel])
+    np.testing.assert_array_equal(again.predict(panel[0][:-12], 12), forecasts[0])
+
+    path = artifacts.save_model(model, tmp_path / "global.pt")
+    loaded = artifacts.load_global(path)
+    np.testing.assert_array_equal(loaded.predict(panel[2][:-12], 12), forecasts[2])
+    with pytest.raises(ValueError, match="not a global model"):
+        from seqcast.models import RecurrentForecaster
+
+        artifacts.load_global(artifacts.save_model(RecurrentForecaster(config).fit(panel[0]), tmp_path / "one.pt"))
+    with pytest.raises(ValueError, match="too short for the global model"):
+        model.predict(panel[0][:20], 12)
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _config(tmp_path: Path, **extra: object) -> RunConfig:
+    source = tmp_path / "panel.csv"
+    frame = synthetic_panel(5, months=84, seed=3)
+    frame.assign(period=frame["period"].dt.strftime("%Y-%m")).to_csv(source, index=False)
+    return RunConfig(
+        data_dir=str(tmp_path / "data"),
+        sources=[str(source)],
+        models=["gru"],
+        epochs=20,
+        global_model="gru",
+        global_steps=100,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_the_global_model_competes_for_champion_on_the_same_holdout(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    outcome = pipeline.run_pipeline(config)
+    db = tmp_path / "data" / "seqcast.db"
+    metrics = pd.DataFrame(outcome["metrics"])
+    assert set(metrics["model_kind"]) == {"gru", "global_gru", "seasonal_naive"}
+    for _, group in metrics.groupby("series_id"):
+        assert len(group) == 3 and set(group["holdout_start"]) == {"2021-01-01"}
+        # The champion is the best holdout MASE among all three, global included.
+        assert group.loc[group["is_champion"], "model_kind"].item() == group.sort_values("mase")["model_kind"].iloc[0]
+    assert _query(db, "SELECT series_id, purpose, epochs FROM model_runs WHERE model_kind = 'global_gru'") in (
+        [("*", "holdout", 100), ("*", "final", 100)],
+        [("*", "final", 100), ("*", "holdout", 100)],
+    )
+    global_rows = _query(db, "SELECT COUNT(*), COUNT(DISTINCT series_id) FROM forecasts WHERE model_kind='global_gru'")
+    assert global_rows == [(5 * 12, 5)]
+
+    # Unchanged data: the global model is reused like every other model.
+    models_before = _query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id")
+    again = pipeline.run_pipeline(config.model_copy(update={"sources": []}))
+    assert again["trained"] == [] and len(again["reused"]) == 5
+    assert _query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id") == models_before
+
+
+def test_a_forced_global_champion_is_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever the scores, a champion that is the global model publishes the global model's forecast.
+    real = pipeline.fc.selection_score
+    monkeypatch.setattr(
+        pipeline.fc,
+        "selection_score",
+        lambda m: -1.0 if m.get("_global") else real(m),
+    )
+    original = pipeline.fc.global_candidates
+
+    def tagged(*args: object, **kwargs: object) -> dict:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        for item in result["series"].values():
+            item["metrics"] = {**item["metrics"], "_global": True}
+        return result
+
+    monkeypatch.setattr(pipeline.fc, "global_candidates", tagged)
+    outcome = pipeline.run_pipeline(_config(tmp_path))
+    assert set(outcome["champions"].values()) == {"global_gru"}
+    latest = _query(tmp_path / "data" / "seqcast.db", "SELECT DISTINCT model_kind FROM latest_forecasts")
+    assert latest == [("global_gru",)]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_runs_the_global_model_as_a_cached_task(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    first = monthly_forecast(config)
+    assert first["task_states"]["global-model"] == "Completed"
+    assert "global_gru" in {m["model_kind"] for m in first["metrics"]}
+    second = monthly_forecast(config.model_copy(update={"sources": []}))
+    assert second["task_states"]["global-model"] == "Cached"
+    assert second["trained"] == []
