@@ -24,10 +24,12 @@ from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
-from seqcast.report import forecast_table, metrics_table, summary_markdown
+from seqcast.report import forecast_table, metrics_table, shown, summary_markdown
+from seqcast.workers import training_processes
 
 RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 
@@ -36,10 +38,15 @@ RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 logging.getLogger("seqcast").setLevel(logging.INFO)
 
 
+def _plain(value: Any) -> Any:
+    """A parameter's value, whether or not it was passed wrapped in `quote`."""
+    return value.unquote() if isinstance(value, quote) else value
+
+
 def _key(stage: str, with_refs: bool = False):
     def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         config: RunConfig = parameters["config"]
-        refs = parameters.get("refs") if with_refs else None
+        refs = _plain(parameters.get("refs")) if with_refs else None
         return pipeline.stage_key(stage, config, refs, extra=str(parameters.get("version", "")))
 
     return key_fn
@@ -88,7 +95,7 @@ def _run_key(stage: str):
     """Per-run key: a retried or resumed task of the same run reuses its result, another run never does."""
 
     def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-        run_id = parameters["run_id"] if "run_id" in parameters else parameters["outcome"]["run_id"]
+        run_id = parameters["run_id"] if "run_id" in parameters else _plain(parameters["outcome"])["run_id"]
         return f"{stage}-{run_id}"
 
     return key_fn
@@ -110,15 +117,17 @@ def publish(
 @task(name="report", cache_key_fn=_run_key("report"), **RETRIES)
 def report(outcome: dict, config: RunConfig, validations: list, finals: list) -> dict[str, Any]:
     outcome = pipeline.report_stage(outcome, config, validations, finals)
+    metrics, metrics_note = shown(metrics_table(outcome), "latest_metrics")
     create_table_artifact(
         key="metrics",
-        table=metrics_table(outcome),
-        description="Holdout metrics per series and model; seasonal naive alongside",
+        table=metrics,
+        description=f"Holdout metrics per series and model; seasonal naive alongside. {metrics_note}",
     )
+    forecasts, forecasts_note = shown(forecast_table(outcome), "latest_forecasts")
     create_table_artifact(
         key="forecasts",
-        table=forecast_table(outcome),
-        description="Published forecasts (the champion of each series)",
+        table=forecasts,
+        description=f"Published forecasts (the champion of each series). {forecasts_note}",
     )
     create_markdown_artifact(key="run-summary", markdown=summary_markdown(outcome), description="Run summary")
     return outcome
@@ -142,13 +151,15 @@ def _run_name() -> str:
     return f"monthly-forecast-{started:%Y-%m}"
 
 
-@flow(name="monthly-forecast", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="monthly-forecast", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts."""
     logger = get_run_logger()
     storage = Path(config.paths().root).resolve() / "task-results"
     states: dict[str, str] = {}
 
+    # Large inputs (every series' results) are passed in `quote`: Prefect otherwise walks each element of a
+    # task's parameters looking for futures, which with thousands of series cost more than the task itself.
     def run(task_: Any, *args: Any, name: str) -> Any:
         future = task_.with_options(result_storage=storage).submit(*args)
         return name, future
@@ -159,7 +170,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
         states[name] = future.state.name
         return value
 
-    with pipeline.run_lock(config), tags("seqcast", *config.models):
+    # Chunks are trained in `config.workers` processes (see seqcast.workers); tasks run in threads or on Dask.
+    with pipeline.run_lock(config), training_processes(config.workers), tags("seqcast", *config.models):
         run_id = pipeline.begin_run(config, str(flow_run.id))
         try:
             ingested = result(run(ingest, config, name="ingest"))
@@ -178,7 +190,9 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=True)
             ]
             t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=True)]
-            g_fut = run(global_model, snap["eligible"], config, name="global-model") if config.global_model else None
+            g_fut = (
+                run(global_model, quote(snap["eligible"]), config, name="global-model") if config.global_model else None
+            )
             validations: list[dict[str, Any]] = []
             finals: list[dict[str, Any]] = []
             for done, (v_fut, t_fut) in enumerate(zip(v_futs, t_futs, strict=True), start=1):
@@ -192,8 +206,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 run(
                     forecast,
                     c,
-                    pipeline.for_refs(validations, c),
-                    pipeline.for_refs(finals, c),
+                    quote(pipeline.for_refs(validations, c)),
+                    quote(pipeline.for_refs(finals, c)),
                     config,
                     lab,
                     name=f"forecast-{lab}",
@@ -202,7 +216,13 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             ]
             forecasts = [row for f in f_futs for row in result(f)]
             outcome = result(
-                run(publish, run_id, config, ingested, snap, validations, finals, forecasts, name="publish")
+                run(
+                    publish,
+                    run_id,
+                    config,
+                    *map(quote, (ingested, snap, validations, finals, forecasts)),
+                    name="publish",
+                )
             )
             for series_id in outcome["trained"]:
                 logger.info("series %s: trained, champion %s", series_id, outcome["champions"][series_id])
@@ -216,7 +236,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             for series_id, failure in failures.items():
                 failure.wait()
                 states[f"not-trained-{series_id}"] = failure.state.name
-            outcome = result(run(report, outcome, config, validations, finals, name="report"))
+            outcome = result(run(report, quote(outcome), config, quote(validations), quote(finals), name="report"))
             logger.info(
                 "published: %d trained, %d reused, %d not trained; report %s",
                 len(outcome["trained"]),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ def _prefect_env() -> None:
 def run(
     source: list[Path] = typer.Option(None, "--source", "-s", help="File to ingest (repeatable)."),
     model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [default lstm]."),
-    preset: str = typer.Option(None, "--preset", help="'default' or the notebook's 'tutorial' settings."),
+    preset: str = typer.Option(None, "--preset", help="'default', 'fast' (many series) or the notebook's 'tutorial'."),
     horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
     holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [12]."),
     epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
@@ -101,7 +100,7 @@ def run(
         if not Path(s).is_file():
             _fail(f"source file not found: {s}")
     from seqcast import pipeline, progress
-    from seqcast.report import forecast_table, ingest_lines, metrics_table
+    from seqcast.report import SHOWN_NAMES, champion_counts, forecast_table, ingest_lines, metrics_table, names
 
     if quiet:
         # Quiet the terminal only: the run's logs still reach the Prefect server and its UI.
@@ -148,21 +147,20 @@ def run(
     for line in ingest_lines(outcome):
         console.print(f"ingested  {line}", highlight=False)
     console.print(
-        f"trained   {_names(outcome['trained'])}" + ("  (new or revised data)" if outcome["trained"] else ""),
+        f"trained   {names(outcome['trained'])}" + ("  (new or revised data)" if outcome["trained"] else ""),
         highlight=False,
     )
     console.print(
-        f"reused    {_names(outcome['reused'])}"
+        f"reused    {names(outcome['reused'])}"
         + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
         highlight=False,
     )
-    for item in outcome["skipped"][:SHOWN]:
+    for item in outcome["skipped"][:SHOWN_NAMES]:
         console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
-    if len(outcome["skipped"]) > SHOWN:
-        console.print(f"skipped   ... and {len(outcome['skipped']) - SHOWN} more (table series_status)")
+    if len(outcome["skipped"]) > SHOWN_NAMES:
+        console.print(f"skipped   ... and {len(outcome['skipped']) - SHOWN_NAMES} more (table series_status)")
     if outcome["champions"]:
-        counts = Counter(outcome["champions"].values())
-        console.print("champions " + ", ".join(f"{kind} {n}" for kind, n in counts.most_common()), highlight=False)
+        console.print(f"champions {champion_counts(outcome)}", highlight=False)
     metric_rows = metrics_table(outcome)
     if metric_rows:
         window = metric_rows[0]["holdout"]
@@ -185,11 +183,15 @@ def run(
 
 
 def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
-    """Threads in this process (bounded: training is CPU-bound), or Dask workers (one thread each)."""
+    """Threads in this process, or Dask workers (one thread each).
+
+    Threads train through `workers` processes (seqcast.workers); twice as many task threads keep them busy
+    while other chunks read series and write models.
+    """
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=workers)
+        return ThreadPoolTaskRunner(max_workers=2 * workers)
     if kind != "dask":
         _fail(f"unknown task runner {kind!r}: use 'threads' or 'dask'")
     from prefect.settings import PREFECT_API_URL
@@ -204,17 +206,6 @@ def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
-
-
-#: Series named one by one in the terminal; the rest are counted (the tables have them all).
-SHOWN = 20
-
-
-def _names(ids: list[str]) -> str:
-    if not ids:
-        return "none"
-    more = f" ... and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
-    return ", ".join(ids[:SHOWN]) + more
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
@@ -330,7 +321,7 @@ def metrics(
 def backtest(
     source: Path = typer.Option(None, "--source", "-s", help="File to backtest [the stored observations]."),
     model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [lstm]."),
-    preset: str = typer.Option(None, "--preset", help="'default' or 'tutorial'."),
+    preset: str = typer.Option(None, "--preset", help="'default', 'fast' or 'tutorial'."),
     horizon: int = typer.Option(12, "--horizon", help="Months per window."),
     windows: int = typer.Option(3, "--windows", help="Rolling origins: n - windows*horizon, ..., n - horizon."),
     epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),

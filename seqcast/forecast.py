@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqcast import artifacts
+from seqcast import artifacts, workers
 from seqcast.config import ModelConfig
 from seqcast.evaluate import score, seasonal_naive, selection_score
 from seqcast.global_model import PREFIX, GlobalForecaster, global_kind
@@ -67,10 +67,7 @@ def fit_or_reuse_many(
     missing = [i for i, model in enumerate(models) if model is None]
     # Loss curves are drawn for the published (final) models only.
     curve = purpose == "final"
-    if batched and len(missing) > 1:
-        fitted = RecurrentForecaster.fit_many(config, [items[i][0] for i in missing], curve=curve)
-    else:
-        fitted = [RecurrentForecaster(config).fit(items[i][0], curve=curve) for i in missing]
+    fitted = workers.fit_many(config, [items[i][0] for i in missing], curve, batched) if missing else []
     for i, new in zip(missing, fitted, strict=True):
         artifacts.save_model(new, paths[i], {"data_key": items[i][1], "purpose": purpose})
         models[i] = new
@@ -162,14 +159,26 @@ def train_series(ref: dict[str, Any], configs: list[ModelConfig], models_dir: Pa
 
 
 def train_many_series(
-    refs: list[dict[str, Any]], configs: list[ModelConfig], models_dir: Path, batched: bool = True
+    refs: list[dict[str, Any]],
+    configs: list[ModelConfig],
+    models_dir: Path,
+    batched: bool = True,
+    horizon: int | None = None,
 ) -> list[dict[str, Any]]:
-    """`train_series` for a chunk of series; with `batched`, each kind's networks train as one computation."""
+    """`train_series` for a chunk of series; with `batched`, each kind's networks train as one computation.
+
+    With `horizon`, each record also carries the model's forecast (so publishing needs no reload).
+    """
     items = [(read_series(ref)["value"].to_numpy(dtype=np.float64), ref["data_hash"]) for ref in refs]
     fits = {config.kind: fit_or_reuse_many(items, config, "final", models_dir, batched) for config in configs}
     results = []
     for i, ref in enumerate(refs):
         models = {kind: fitted[i][1] for kind, fitted in fits.items()}
+        if horizon is not None:
+            models = {
+                kind: {**record, "forecast": fits[kind][i][0].predict(horizon).tolist()}
+                for kind, record in models.items()
+            }
         log.info(
             "series %s: %s",
             ref["series_id"],
@@ -211,7 +220,7 @@ def global_candidates(
         model = artifacts.try_load_global(path)
         trained = model is None
         if model is None:
-            model = GlobalForecaster(config, steps, batch_size).fit(parts)
+            model = workers.fit_global(config, steps, batch_size, parts)
             artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
         record = {
             "model_id": mid,
@@ -332,7 +341,7 @@ def forecast_series(
             yhat, model_id = seasonal_naive(y, horizon), None
         else:
             record = final["models"][kind]
-            if "forecast" in record:  # the global model's, computed with it
+            if "forecast" in record:  # computed when the model was fitted or loaded
                 yhat = np.asarray(record["forecast"], dtype=np.float64)[:horizon]
             else:
                 yhat = artifacts.load_model(Path(record["artifact_path"])).predict(horizon)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast import forecast as fc
-from seqcast import ingest, lake, plots, progress, store
+from seqcast import ingest, lake, plots, progress, store, workers
 from seqcast._files import safe_name
 from seqcast.config import RunConfig
 from seqcast.report import write_html
@@ -230,7 +230,7 @@ def train_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     configs, models_dir = config.model_configs(), config.paths().models
 
     def many(chunk: list[dict[str, Any]], batched: bool) -> list[dict[str, Any]]:
-        return fc.train_many_series(chunk, configs, models_dir, batched)
+        return fc.train_many_series(chunk, configs, models_dir, batched, config.horizon)
 
     return _chunk(refs, many, config.batch_training)
 
@@ -490,7 +490,7 @@ def report_stage(
 
 def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str, Any]:
     """Run every stage in this process, in order, under the data folder's lock (no orchestrator needed)."""
-    with run_lock(config):
+    with run_lock(config), workers.training_processes(config.workers):
         run_id = begin_run(config, flow_run_id)
         try:
             ingested = ingest_stage(config)

@@ -17,7 +17,7 @@ from seqcast._files import atomic_write
 
 def _save(fig: Any, path: Path) -> Path:
     def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110)
 
     try:
         return atomic_write(path, write)
@@ -27,7 +27,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_loss(histories: dict[str, list[list[float | None]]], path: Path, title: str) -> Path:
     """Training and validation loss per epoch, one pair of lines per model kind."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
     for kind, history in histories.items():
         epochs = [float(row[0] or 0) for row in history]
         ax.plot(epochs, [float(row[1] or 0) for row in history], label=f"{kind} train")
@@ -57,7 +57,7 @@ def plot_forecast(
         holdout: {"periods": [...], "predictions": {kind: [...]}}.
         forecast: the champion's rows (period, yhat, yhat_lower, yhat_upper, model_kind).
     """
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     ax.plot(history["period"], history["value"], color="black", linewidth=1.2, label="actual")
     periods = pd.to_datetime(pd.Series(holdout["periods"]))
     for kind, prediction in holdout["predictions"].items():

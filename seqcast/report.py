@@ -9,6 +9,33 @@ from typing import Any
 
 from seqcast._files import atomic_write, safe_name
 
+#: Rows of a table shown in the UI, the summary and the report page; the database tables hold them all.
+SHOWN_ROWS = 600
+#: Series named one by one in a summary; the rest are counted.
+SHOWN_NAMES = 20
+
+
+def names(ids: list[str]) -> str:
+    """Up to SHOWN_NAMES ids, then how many more."""
+    if not ids:
+        return "none"
+    more = f" ... and {len(ids) - SHOWN_NAMES} more" if len(ids) > SHOWN_NAMES else ""
+    return ", ".join(ids[:SHOWN_NAMES]) + more
+
+
+def shown(table: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]], str]:
+    """The first SHOWN_ROWS rows of a table, and a note saying where the rest are (or "")."""
+    if len(table) <= SHOWN_ROWS:
+        return table, ""
+    return table[:SHOWN_ROWS], f"first {SHOWN_ROWS} of {len(table)} rows; all of them are in the table `{what}`"
+
+
+def champion_counts(outcome: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for kind in outcome.get("champions", {}).values():
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -83,12 +110,17 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
         "## Series",
     ]
     parts += [
-        f"- trained (new or revised data): {', '.join(outcome['trained']) or 'none'}",
-        f"- reused (nothing changed): {', '.join(outcome['reused']) or 'none'}",
+        f"- trained (new or revised data): {names(outcome['trained'])}",
+        f"- reused (nothing changed): {names(outcome['reused'])}",
     ]
-    for item in outcome["skipped"]:
+    if outcome.get("champions"):
+        parts.append(f"- champions: {champion_counts(outcome)}")
+    for item in outcome["skipped"][:SHOWN_NAMES]:
         parts.append(f"- skipped `{item['series_id']}`: {item['reason']}")
+    if len(outcome["skipped"]) > SHOWN_NAMES:
+        parts.append(f"- ... and {len(outcome['skipped']) - SHOWN_NAMES} more not trained (table `series_status`)")
     if outcome["metrics"]:
+        table, note = shown(metrics_table(outcome), "latest_metrics")
         parts += [
             "",
             "## Holdout metrics",
@@ -99,8 +131,10 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
         parts += [
             f"| {m['series_id']} | {m['model_kind']} | {m['mape_pct']} | {m['smape_pct']} | {m['mase']} | "
             f"{m['champion']} |"
-            for m in metrics_table(outcome)
+            for m in table
         ]
+        if note:
+            parts += ["", f"_{note}_"]
     parts += [
         "",
         "## Where things are",
@@ -125,13 +159,16 @@ def write_html(outcome: dict[str, Any], reports_dir: Path) -> Path:
         "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in r.values()) + "</tr>" for r in table
     )
     head = lambda table: "".join(f"<th>{esc(str(k))}</th>" for k in table[0]) if table else ""  # noqa: E731
-    metrics, forecasts = metrics_table(outcome), forecast_table(outcome)
+    metrics, metrics_note = shown(metrics_table(outcome), "latest_metrics")
+    forecasts, forecasts_note = shown(forecast_table(outcome), "latest_forecasts")
     images = "".join(
         f'<figure><img src="{esc(os.path.relpath(p, reports_dir))}" alt="{esc(Path(p).name)}">'
         f"<figcaption>{esc(Path(p).name)}</figcaption></figure>"
         for p in outcome.get("plots", [])
     )
-    skipped = "".join(f"<li><code>{esc(s['series_id'])}</code>: {esc(s['reason'])}</li>" for s in outcome["skipped"])
+    skipped = "".join(
+        f"<li><code>{esc(s['series_id'])}</code>: {esc(s['reason'])}</li>" for s in outcome["skipped"][:SHOWN_ROWS]
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>seqcast run {esc(run_id)}</title>
 <style>
@@ -144,10 +181,12 @@ figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 900px; bor
 <h1>seqcast run {esc(run_id)}</h1>
 <h2>Ingested</h2><ul>{"".join(f"<li>{esc(line)}</li>" for line in ingest_lines(outcome))}</ul>
 <h2>Series</h2><ul>
-<li>trained (new or revised data): {esc(", ".join(outcome["trained"]) or "none")}</li>
-<li>reused (nothing changed): {esc(", ".join(outcome["reused"]) or "none")}</li>{skipped}</ul>
-<h2>Holdout metrics</h2><table><tr>{head(metrics)}</tr>{rows(metrics)}</table>
-<h2>Forecasts (champion per series)</h2><table><tr>{head(forecasts)}</tr>{rows(forecasts)}</table>
+<li>trained (new or revised data): {esc(names(outcome["trained"]))}</li>
+<li>reused (nothing changed): {esc(names(outcome["reused"]))}</li>
+<li>champions: {esc(champion_counts(outcome) or "none")}</li>{skipped}</ul>
+<h2>Holdout metrics</h2><p>{esc(metrics_note)}</p><table><tr>{head(metrics)}</tr>{rows(metrics)}</table>
+<h2>Forecasts (champion per series)</h2><p>{esc(forecasts_note)}</p>
+<table><tr>{head(forecasts)}</tr>{rows(forecasts)}</table>
 <h2>Plots</h2>{images or "<p>none</p>"}
 <p>Database: <code>{esc(outcome["database"])}</code></p>
 </body></html>

@@ -34,7 +34,9 @@ _RNG_LOCK = threading.Lock()
 def seeded_build(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Construct a network with weights drawn from `seed`, without touching the caller's RNG state."""
     with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The CPU generator only: `torch.manual_seed` would also queue lazy seeding of every accelerator
+        # backend (formatting a stack trace each time), which costs more than building a small network.
+        torch.default_generator.manual_seed(seed)
         return build()
 
 

@@ -20,7 +20,7 @@ def series(air) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
-@pytest.mark.parametrize("preset", ["default", "tutorial"])
+@pytest.mark.parametrize("preset", ["default", "fast", "tutorial"])
 def test_model_conformance(kind: str, preset: str, series: np.ndarray, tmp_path: Path) -> None:
     config = model_config_for(kind, preset, epochs=30)
     model = RecurrentForecaster(config)

@@ -1,0 +1,211 @@
+"""Thousands of series: the whole monthly flow at 100, 1,000 and 5,000 series, and batched against one-by-one training.
+
+    python benchmarks/scale.py [--sizes 100 1000 5000] [--model rnn] [--preset fast] [--baseline-size 1000]
+
+Data: copies of the bundled air-passengers series and the 17 development series (benchmarks/data), each
+shortened by 0-36 months at the start, scaled by 0.2-5x and given 2% multiplicative noise (seeded), all
+ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary server, thread runner with
+2 workers, one model kind) on a fresh data folder in a subprocess. Printed per size:
+
+- wall time and series per second;
+- peak memory: the largest sum of the resident memory of the run's process tree, sampled every 0.2 s;
+- training share: the seconds spent training networks (model_runs.train_seconds of the run) over the
+  machine's time (wall x workers); the rest, "outside training", is orchestration, the Prefect server,
+  ingest, Parquet and database I/O, forecasting and plots (and any idle worker);
+- seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
+
+With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
+Finally the training of the same sample of series is timed in this process both ways, for every model kind:
+the batched-vs-one-by-one speedup of the training itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+WORKERS = 2
+
+
+def make_panel(n: int, seed: int = 0) -> pd.DataFrame:
+    """`n` series in the long form: shortened, scaled, noised copies of the real monthly series."""
+    from seqcast.ingest import bundled_series_path, parse_file
+
+    bases = pd.concat([parse_file(bundled_series_path()).rows, parse_file(HERE / "data" / "dev_monthly.csv").rows])
+    shapes = [g.sort_values("period")["value"].to_numpy(dtype=np.float64) for _, g in bases.groupby("series_id")]
+    rng = np.random.default_rng(seed)
+    end = pd.Timestamp("2024-12-01")
+    frames = []
+    for i in range(n):
+        base = shapes[i % len(shapes)]
+        values = base[int(rng.integers(0, 37)) :] * rng.uniform(0.2, 5.0)
+        values = values * np.exp(rng.normal(0.0, 0.02, len(values)))
+        periods = pd.date_range(end=end, periods=len(values), freq="MS").strftime("%Y-%m")
+        frames.append(pd.DataFrame({"series_id": f"series-{i:05d}", "period": periods, "value": values.round(3)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+class PeakMemory:
+    """Samples the resident memory of a process and all its descendants; keeps the largest total."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            try:
+                for p in [self.process, *self.process.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):  # a child that just ended
+                        total += p.memory_info().rss
+            except psutil.Error:
+                break
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, batched: bool) -> dict:
+    """One `seqcast run` in a subprocess; wall time, peak memory and the run's training seconds."""
+    command = [
+        str(Path(sys.executable).with_name("seqcast")),
+        "run",
+        "--source",
+        str(source),
+        "--data-dir",
+        str(folder),
+        "--model",
+        model,
+        "--preset",
+        preset,
+        "--workers",
+        str(WORKERS),
+        "--chunk-size",
+        str(chunk),
+        "--batched" if batched else "--one-by-one",
+        "-q",
+    ]
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    start = time.perf_counter()
+    with (
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc,
+        PeakMemory(proc.pid) as memory,
+    ):
+        out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"seqcast run failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
+    with sqlite3.connect(folder / "seqcast.db") as conn:
+        (train_seconds,) = conn.execute("SELECT SUM(train_seconds) FROM model_runs").fetchone()
+        (published,) = conn.execute("SELECT COUNT(DISTINCT series_id) FROM latest_forecasts").fetchone()
+        (status,) = conn.execute("SELECT status FROM pipeline_runs").fetchone()
+    assert status == "completed", status
+    return {"wall": wall, "peak_mib": memory.peak / 2**20, "train": float(train_seconds), "published": published}
+
+
+def training_speedup(panel: pd.DataFrame, kind: str, preset: str, n_series: int) -> tuple[float, float]:
+    """Seconds to fit the holdout models of `n_series` series one by one, then batched (this process, one thread)."""
+    from seqcast.config import model_config_for
+    from seqcast.models import RecurrentForecaster
+
+    config = model_config_for(kind, preset)
+    ids = panel["series_id"].unique()[:n_series]
+    ys = [
+        g["value"].to_numpy(dtype=np.float64)[:-12] for _, g in panel[panel["series_id"].isin(ids)].groupby("series_id")
+    ]
+    start = time.perf_counter()
+    one = [RecurrentForecaster(config).fit(y, curve=False) for y in ys]
+    one_by_one = time.perf_counter() - start
+    start = time.perf_counter()
+    many = RecurrentForecaster.fit_many(config, ys, curve=False)
+    batched = time.perf_counter() - start
+    worst = max(float(np.max(np.abs(a.predict(12) / b.predict(12) - 1))) for a, b in zip(one, many, strict=True))
+    assert worst < 1e-3, f"batched and one-by-one forecasts differ by {worst:.2e}"
+    return one_by_one, batched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--model", default="rnn", choices=["rnn", "lstm", "gru"])
+    parser.add_argument("--preset", default="fast", choices=["default", "fast", "tutorial"])
+    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--baseline-size", type=int, default=1000, help="Also run this size one by one (0: skip).")
+    parser.add_argument("--speedup-series", type=int, default=100)
+    args = parser.parse_args()
+
+    panel = make_panel(max(args.sizes))
+    print(
+        f"seqcast run --model {args.model} --preset {args.preset} --chunk-size {args.chunk_size} "
+        f"--workers {WORKERS}; {os.cpu_count()} cores"
+    )
+    print(
+        f"{'series':>7} {'training':>11} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} "
+        f"{'train share':>12} {'outside':>8} {'s/series':>9} {'marginal s/series':>18}"
+    )
+    runs: list[tuple[int, str, dict]] = []
+    plan = [(n, True) for n in sorted(args.sizes)]
+    if args.baseline_size:
+        plan.append((args.baseline_size, False))
+    with tempfile.TemporaryDirectory(prefix="seqcast-scale-") as tmp:
+        for n, batched in plan:
+            ids = panel["series_id"].unique()[:n]
+            source = Path(tmp) / f"panel-{n}.csv"
+            panel[panel["series_id"].isin(ids)].to_csv(source, index=False)
+            r = run_flow(source, Path(tmp) / f"data-{n}-{batched}", args.model, args.preset, args.chunk_size, batched)
+            assert r["published"] == n, f"{r['published']} of {n} series published"
+            label = "batched" if batched else "one-by-one"
+            previous = [(m, s) for m, lab, s in runs if lab == label and m < n]
+            marginal = ""
+            if previous:
+                m, s = previous[-1]
+                marginal = f"{(r['wall'] - s['wall']) / (n - m):.3f}"
+            share = r["train"] / (r["wall"] * WORKERS)
+            print(
+                f"{n:>7} {label:>11} {r['wall']:>8.1f} {n / r['wall']:>9.1f} {r['peak_mib']:>9.0f} "
+                f"{share:>11.0%} {1 - share:>8.0%} {r['wall'] / n:>9.3f} {marginal:>18}",
+                flush=True,
+            )
+            runs.append((n, label, r))
+    baseline = [r for n, lab, r in runs if lab == "one-by-one"]
+    same = [r for n, lab, r in runs if lab == "batched" and n == args.baseline_size]
+    if baseline and same:
+        print(
+            f"whole flow at {args.baseline_size} series: batched {same[0]['wall']:.1f} s vs one-by-one "
+            f"{baseline[0]['wall']:.1f} s ({baseline[0]['wall'] / same[0]['wall']:.2f}x)"
+        )
+
+    print(f"\ntraining only, holdout fits of {args.speedup_series} series, preset {args.preset}, one thread")
+    print(f"{'kind':>5} {'one-by-one s':>13} {'batched s':>10} {'speedup':>8}")
+    for kind in ("rnn", "gru", "lstm"):
+        one, many = training_speedup(panel, kind, args.preset, args.speedup_series)
+        print(f"{kind:>5} {one:>13.2f} {many:>10.2f} {one / many:>7.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
