@@ -20,7 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -83,12 +83,12 @@ def train(refs: list[dict[str, Any]], config: RunConfig, label: str) -> list[dic
 def forecast(
     refs: list[dict[str, Any]], validations: list, finals: list, config: RunConfig, label: str
 ) -> list[dict[str, Any]]:
-    return pipeline.forecast_chunk(refs, validations, finals, config)
+    return pipeline.forecast_chunk(refs, _plain(validations), _plain(finals), config)
 
 
 @task(name="global-model", cache_key_fn=_key("global", True), **RETRIES)
 def global_model(refs: list[dict[str, Any]], config: RunConfig) -> dict[str, Any] | None:
-    return pipeline.global_stage(refs, config)
+    return pipeline.global_stage(_plain(refs), config)
 
 
 def _run_key(stage: str):
@@ -111,12 +111,14 @@ def publish(
     finals: list,
     forecasts: list,
 ) -> dict[str, Any]:
-    return pipeline.publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
+    return pipeline.publish_stage(
+        run_id, config, *(_plain(v) for v in (ingested, snap, validations, finals, forecasts))
+    )
 
 
 @task(name="report", cache_key_fn=_run_key("report"), **RETRIES)
 def report(outcome: dict, config: RunConfig, validations: list, finals: list) -> dict[str, Any]:
-    outcome = pipeline.report_stage(outcome, config, validations, finals)
+    outcome = pipeline.report_stage(_plain(outcome), config, _plain(validations), _plain(finals))
     metrics, metrics_note = shown(metrics_table(outcome), "latest_metrics")
     create_table_artifact(
         key="metrics",
@@ -160,6 +162,9 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
 
     # Large inputs (every series' results) are passed in `quote`: Prefect otherwise walks each element of a
     # task's parameters looking for futures, which with thousands of series cost more than the task itself.
+    # (The thread runner unwraps `quote` before calling the task; prefect-dask's does not, so it gets plain values.)
+    big: Any = quote if isinstance(FlowRunContext.get().task_runner, ThreadPoolTaskRunner) else (lambda v: v)
+
     def run(task_: Any, *args: Any, name: str) -> Any:
         future = task_.with_options(result_storage=storage).submit(*args)
         return name, future
@@ -191,7 +196,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             ]
             t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=True)]
             g_fut = (
-                run(global_model, quote(snap["eligible"]), config, name="global-model") if config.global_model else None
+                run(global_model, big(snap["eligible"]), config, name="global-model") if config.global_model else None
             )
             validations: list[dict[str, Any]] = []
             finals: list[dict[str, Any]] = []
@@ -206,8 +211,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 run(
                     forecast,
                     c,
-                    quote(pipeline.for_refs(validations, c)),
-                    quote(pipeline.for_refs(finals, c)),
+                    big(pipeline.for_refs(validations, c)),
+                    big(pipeline.for_refs(finals, c)),
                     config,
                     lab,
                     name=f"forecast-{lab}",
@@ -220,7 +225,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                     publish,
                     run_id,
                     config,
-                    *map(quote, (ingested, snap, validations, finals, forecasts)),
+                    *map(big, (ingested, snap, validations, finals, forecasts)),
                     name="publish",
                 )
             )
@@ -236,7 +241,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             for series_id, failure in failures.items():
                 failure.wait()
                 states[f"not-trained-{series_id}"] = failure.state.name
-            outcome = result(run(report, quote(outcome), config, quote(validations), quote(finals), name="report"))
+            outcome = result(run(report, big(outcome), config, big(validations), big(finals), name="report"))
             logger.info(
                 "published: %d trained, %d reused, %d not trained; report %s",
                 len(outcome["trained"]),

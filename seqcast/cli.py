@@ -57,7 +57,7 @@ def run(
     series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
     fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
     workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
-    chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [25]."),
+    chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [50]."),
     global_model: str = typer.Option(
         None, "--global-model", help="Also fit one rnn, lstm or gru across all series, a candidate for each."
     ),

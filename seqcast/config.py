@@ -122,7 +122,7 @@ class RunConfig(BaseModel):
     global_steps: int = Field(
         1500, ge=1, description="Training steps (mini-batches of 256 windows) of the global model."
     )
-    chunk_size: int = Field(25, ge=1, description="Series per training task.")
+    chunk_size: int = Field(50, ge=1, description="Series per training task.")
     batch_training: bool = Field(
         True, description="Train a chunk's networks as one batched computation (False: one by one, the reference)."
     )

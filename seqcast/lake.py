@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -59,6 +60,7 @@ def series_folder(lake: Path, series_id: str) -> Path:
 def snapshot(observations: pd.DataFrame, lake: Path) -> list[SeriesRef]:
     """Write each series' rows to `lake/series=<safe id>/<data hash>.parquet` unless already there."""
     refs = []
+    writes: list[tuple[Path, pa.Table]] = []
     for series_id, group in observations.groupby("series_id", sort=True):
         group = group.sort_values("period")
         digest = data_hash(group["period"], group["value"])
@@ -69,7 +71,7 @@ def snapshot(observations: pd.DataFrame, lake: Path) -> list[SeriesRef]:
                 schema=_SCHEMA,
                 preserve_index=False,
             )
-            atomic_write(target, partial(_write_parquet, table))
+            writes.append((target, table))
         months = group["period"].to_numpy().astype("datetime64[M]").astype(np.int64)
         span = int(months[-1] - months[0]) + 1
         refs.append(
@@ -83,6 +85,9 @@ def snapshot(observations: pd.DataFrame, lake: Path) -> list[SeriesRef]:
                 missing_months=span - len(group),
             )
         )
+    # Thousands of small files: write them from a few threads (Parquet encoding and fsync release the GIL).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda job: atomic_write(job[0], partial(_write_parquet, job[1])), writes))
     return refs
 
 

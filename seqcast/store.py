@@ -237,9 +237,10 @@ def open_engine(url: str) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         _tune_sqlite(engine)
-    with engine.begin() as conn:
+    # Two processes creating the schema at once would race on CREATE TABLE; serialise them (an advisory lock
+    # on PostgreSQL, the write lock taken up front on SQLite).
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         if engine.dialect.name == "postgresql":
-            # Two processes creating the schema at once would race on CREATE TABLE; serialise them.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74656174)")
         metadata.create_all(conn)
         existing = set(sa.inspect(conn).get_view_names())
@@ -259,6 +260,18 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def _serialise_writers(conn: Connection) -> None:
+    """Make this transaction the only writer of observations and models until it ends.
+
+    Ingest reads the stored values before writing new ones and revisions; publish checks which models are
+    already recorded before inserting. Two such transactions at once (two folders sharing a PostgreSQL
+    database, or an ingest beside a run) would both see a row as missing and collide, or record a revision
+    from a stale value. A no-op update of one meta row first takes its row lock on PostgreSQL (the other
+    writer waits, then reads what this one committed) and the write lock on SQLite (never a stale snapshot).
+    """
+    conn.execute(meta_table.update().where(meta_table.c.key == "data_version").values(value=meta_table.c.value))
+
+
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -270,6 +283,13 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache for bulk ingest
         cur.close()
+        # Transactions are begun by SQLAlchemy (below), not guessed by the driver, so DDL is transactional too.
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # BEGIN IMMEDIATE (asked for with execution option sqlite_begin) takes the write lock up front.
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
@@ -331,6 +351,7 @@ def apply_batch(engine: Engine, batch: dict[str, Any], rows: pd.DataFrame, rejec
     now = utcnow()
     batch_id = batch["batch_id"]
     with engine.begin() as conn:
+        _serialise_writers(conn)
         existing = _existing_values(conn, rows["series_id"].unique())
         if existing.empty:  # all new: skip the merge (the common case of a first load)
             merged = rows.assign(old_value=np.nan)
@@ -548,6 +569,7 @@ def write_run(engine: Engine, rows: RunRows) -> None:
     Idempotent per run id: a retried write replaces what an earlier attempt of the same run wrote.
     """
     with engine.begin() as conn:
+        _serialise_writers(conn)
         for table in (metrics, forecasts, series_status):
             conn.execute(table.delete().where(table.c.run_id == rows.run_id))
         known = _known_model_ids(conn, [m["model_id"] for m in rows.model_runs])

@@ -24,6 +24,11 @@ from seqcast.config import ModelConfig
 from seqcast.global_model import GlobalForecaster
 from seqcast.models import RecurrentForecaster
 
+#: Kinds whose batched training beats torch's own modules trained one by one (benchmarks/scale.py: rnn 4.8x,
+#: gru 2.2x). torch's CPU LSTM is a single fused kernel that the stacked LSTM does not beat (0.8x), so a
+#: chunk of LSTMs trains one by one even when batching is on.
+BATCHED_KINDS = frozenset({"rnn", "gru"})
+
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 
@@ -50,7 +55,8 @@ def training_processes(n: int) -> Iterator[None]:
 
 
 def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[RecurrentForecaster]:
-    """One fitted forecaster per series: batched (`RecurrentForecaster.fit_many`) or one by one (`fit`)."""
+    """One fitted forecaster per series: batched (`RecurrentForecaster.fit_many`, for BATCHED_KINDS) or one by
+    one (`fit`)."""
     pool = _pool
     if pool is None:
         return _fit(config, series, curve, batched)
@@ -68,7 +74,7 @@ def fit_global(config: ModelConfig, steps: int, batch_size: int, series: list[np
 
 
 def _fit(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[RecurrentForecaster]:
-    if batched and len(series) > 1:
+    if batched and len(series) > 1 and config.kind in BATCHED_KINDS:
         return RecurrentForecaster.fit_many(config, series, curve=curve)
     return [RecurrentForecaster(config).fit(y, curve=curve) for y in series]
 
