@@ -31,6 +31,9 @@ from torch import nn
 from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, deterministic, seeded_build, split_windows
 
+#: Networks trained in one stack at most (a chunk of 50 series with 3 seeds is 150).
+MAX_STACK = 256
+
 #: Gates per recurrent kind, in torch's weight layout order (LSTM i,f,g,o; GRU r,z,n).
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -61,7 +64,9 @@ def train_many(build: Callable[[ModelConfig], nn.Module], jobs: list[Job], curve
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(group_key(job), []).append(i)
-    for members in groups.values():
+    # Activations of every step are kept for the backward pass: bound a stack's size, and so its memory.
+    stacks = [ids[i : i + MAX_STACK] for ids in groups.values() for i in range(0, len(ids), MAX_STACK)]
+    for members in stacks:
         for i, result in zip(members, _train_group(build, [jobs[i] for i in members], curve), strict=True):
             results[i] = result
     return [r for r in results if r is not None]

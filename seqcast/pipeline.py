@@ -15,6 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -496,8 +497,11 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
             ingested = ingest_stage(config)
             snap = snapshot_stage(config)
             refs = snap["eligible"]
-            validations = validate_chunk(refs, config)
-            finals = train_chunk(refs, config)
+            # Chunks as the flow has them, a few at a time (training itself goes to `workers` processes).
+            chunks = chunked(refs, config.chunk_size)
+            with ThreadPoolExecutor(max_workers=2 * config.workers) as pool:
+                validations = [r for part in pool.map(lambda c: validate_chunk(c, config), chunks) for r in part]
+                finals = [r for part in pool.map(lambda c: train_chunk(c, config), chunks) for r in part]
             validations, finals = fc.add_global(validations, finals, global_stage(refs, config))
             forecasts = forecast_chunk(refs, validations, finals, config)
             outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)

@@ -79,6 +79,16 @@ def test_fit_many_is_deterministic() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_large_groups_train_in_bounded_stacks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    series = _panel([120, 110, 100, 96])
+    config = model_config_for("gru", epochs=8, ensemble=2)
+    whole = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    monkeypatch.setattr("seqcast.batched.MAX_STACK", 3)  # 8 networks: stacks of 3, 3 and 2
+    split = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    for a, b in zip(whole, split, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
 def _run(tmp_path: Path, name: str, batched: bool) -> pd.DataFrame:
     source = tmp_path / "panel.csv"
     if not source.exists():
