@@ -1,7 +1,8 @@
 """Forecast accuracy: seqcast's backtest against statsforecast's classical models, same windows, same metrics.
 
     pip install -e '.[bench]'          # statsforecast, for the baselines
-    python benchmarks/accuracy.py [--windows 3] [--horizon 12] [--models lstm] [--no-tutorial]
+    python benchmarks/accuracy.py [--windows 3] [--horizon 12] [--models lstm] [--presets default tutorial]
+                                  [--no-baselines]
 
 Data: the bundled air-passengers series and benchmarks/data/dev_monthly.csv (17 real monthly series).
 For every series, origins n-36, n-24, n-12 (3 windows of 12): each method is fit on the data up to the origin
@@ -94,14 +95,15 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--models", nargs="+", default=["lstm"])
-    parser.add_argument("--no-tutorial", action="store_true")
+    parser.add_argument("--presets", nargs="+", default=["default", "tutorial"], help="seqcast presets to backtest")
+    parser.add_argument("--no-tutorial", action="store_true", help="the same as leaving tutorial out of --presets")
     parser.add_argument("--no-baselines", action="store_true", help="skip statsforecast")
     args = parser.parse_args()
 
     frame = load_data()
     n_series = frame["series_id"].nunique()
     parts, seconds = [], {}
-    for preset in ["default"] + ([] if args.no_tutorial else ["tutorial"]):
+    for preset in [p for p in args.presets if not (args.no_tutorial and p == "tutorial")]:
         forecasts, secs = run_seqcast(frame, preset, args.models, args.horizon, args.windows)
         parts.append(forecasts)
         for kind in forecasts["model_kind"].unique():
