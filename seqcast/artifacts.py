@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -15,6 +16,7 @@ from seqcast.global_model import GlobalForecaster
 from seqcast.models import RecurrentForecaster
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def model_id(config: ModelConfig, data_hash: str, purpose: str) -> str:
@@ -54,21 +56,19 @@ def load_global(path: Path) -> GlobalForecaster:
 
 def try_load_global(path: Path) -> GlobalForecaster | None:
     """`try_load` for a global model."""
-    if not Path(path).exists():
-        return None
-    try:
-        return load_global(path)
-    except Exception as exc:  # any unreadable artifact is simply rebuilt
-        log.warning("ignoring unreadable model artifact %s: %s", Path(path).name, exc)
-        return None
+    return _try(path, load_global)
 
 
 def try_load(path: Path) -> RecurrentForecaster | None:
     """Load an artifact if present and sound; a damaged file is treated as missing (and retrained)."""
+    return _try(path, load_model)
+
+
+def _try(path: Path, load: Callable[[Path], T]) -> T | None:
     if not Path(path).exists():
         return None
     try:
-        return load_model(path)
+        return load(path)
     except Exception as exc:  # any unreadable artifact is simply rebuilt
         log.warning("ignoring unreadable model artifact %s: %s", Path(path).name, exc)
         return None

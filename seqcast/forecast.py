@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,22 +263,26 @@ def add_global(
         return validations, finals
     kind, per_series = result["kind"], result["series"]
     held, final = result["models"]["holdout"], result["models"]["final"]
-    out_v = []
-    for v in validations:
-        mine = per_series.get(v["series_id"])
-        if mine is None or "error" in v:
-            out_v.append(v)
-            continue
-        candidate = {"metrics": mine["metrics"], "prediction": mine["prediction"], "model": held}
-        out_v.append({**v, "candidates": {**v["candidates"], kind: candidate}})
-    out_f = []
-    for f in finals:
-        mine = per_series.get(f["series_id"])
-        if mine is None or "error" in f:
-            out_f.append(f)
-            continue
-        out_f.append({**f, "models": {**f["models"], kind: {**final, "forecast": mine["forecast"]}}})
-    return out_v, out_f
+
+    def extend(records: list[dict[str, Any]], add: Callable[[dict, dict], dict]) -> list[dict[str, Any]]:
+        return [
+            r if "error" in r or r["series_id"] not in per_series else add(r, per_series[r["series_id"]])
+            for r in records
+        ]
+
+    return (
+        extend(
+            validations,
+            lambda v, mine: {
+                **v,
+                "candidates": {
+                    **v["candidates"],
+                    kind: {"metrics": mine["metrics"], "prediction": mine["prediction"], "model": held},
+                },
+            },
+        ),
+        extend(finals, lambda f, mine: {**f, "models": {**f["models"], kind: {**final, "forecast": mine["forecast"]}}}),
+    )
 
 
 def conformal_interval(
