@@ -12,6 +12,7 @@ ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary 
 - training share: the seconds spent training networks (model_runs.train_seconds of the run) over the
   machine's time (wall x workers); the rest, "outside training", is orchestration, the Prefect server,
   ingest, Parquet and database I/O, forecasting and plots (and any idle worker);
+- CPU outside: the same, over the CPU time the run's processes used (idle cores not counted);
 - seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
 
 With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -110,6 +112,7 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
         "-q",
     ]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with (
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc,
@@ -117,6 +120,8 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
     ):
         out, err = proc.communicate()
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every waited-for process of the run's tree
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"seqcast run failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
     with sqlite3.connect(folder / "seqcast.db") as conn:
@@ -124,7 +129,13 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
         (published,) = conn.execute("SELECT COUNT(DISTINCT series_id) FROM latest_forecasts").fetchone()
         (status,) = conn.execute("SELECT status FROM pipeline_runs").fetchone()
     assert status == "completed", status
-    return {"wall": wall, "peak_mib": memory.peak / 2**20, "train": float(train_seconds), "published": published}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "peak_mib": memory.peak / 2**20,
+        "train": float(train_seconds),
+        "published": published,
+    }
 
 
 def training_speedup(panel: pd.DataFrame, kind: str, preset: str, n_series: int) -> tuple[float, float]:
@@ -165,7 +176,7 @@ def main() -> None:
     )
     print(
         f"{'series':>7} {'training':>11} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} "
-        f"{'train share':>12} {'outside':>8} {'s/series':>9} {'marginal s/series':>18}"
+        f"{'train share':>12} {'outside':>8} {'CPU outside':>12} {'s/series':>9} {'marginal s/series':>18}"
     )
     runs: list[tuple[int, str, dict]] = []
     plan = [(n, True) for n in sorted(args.sizes)]
@@ -185,9 +196,10 @@ def main() -> None:
                 m, s = previous[-1]
                 marginal = f"{(r['wall'] - s['wall']) / (n - m):.3f}"
             share = r["train"] / (r["wall"] * WORKERS)
+            cpu_outside = 1 - r["train"] / r["cpu"]
             print(
                 f"{n:>7} {label:>11} {r['wall']:>8.1f} {n / r['wall']:>9.1f} {r['peak_mib']:>9.0f} "
-                f"{share:>11.0%} {1 - share:>8.0%} {r['wall'] / n:>9.3f} {marginal:>18}",
+                f"{share:>11.0%} {1 - share:>8.0%} {cpu_outside:>12.0%} {r['wall'] / n:>9.3f} {marginal:>18}",
                 flush=True,
             )
             runs.append((n, label, r))
