@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -43,7 +45,9 @@ def training_processes(n: int) -> Iterator[None]:
     if n <= 1:
         yield
         return
-    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+    )
     with _lock:
         previous, _pool = _pool, pool
     try:
@@ -80,6 +84,18 @@ def _fit(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bo
 
 
 # ---------------------------------------------------------------------------------------------- in the worker
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the run that started it is gone (even after `kill -9`, which skips the pool's
+    shutdown): a worker holds both ends of its task queue, so it would otherwise wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _fit_blobs(config_json: str, series: list[np.ndarray], curve: bool, batched: bool) -> list[bytes]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flows.monthly_forecast import monthly_forecast
@@ -67,8 +68,12 @@ def test_kill_9_mid_run_then_rerun_completes_and_reuses_finished_work(tmp_path: 
         wait_for(lambda: running_row(db), proc)
     else:
         wait_for(lambda: any((data_dir / "models").glob("*.pt")) if (data_dir / "models").exists() else False, proc)
+    children = psutil.Process(proc.pid).children(recursive=True)  # training processes, if started
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    # Nothing the killed run started lives on (its training processes notice and exit).
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
     saved = {p.name: p.stat().st_mtime_ns for p in (data_dir / "models").glob("*.pt")}
     assert query(db, "SELECT COUNT(*) FROM latest_forecasts") == [(0,)]  # nothing half-published
 
