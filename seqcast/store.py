@@ -6,6 +6,8 @@ Everything untrusted (series ids, file names) is bound as a parameter; no SQL is
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -276,10 +278,10 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        # WAL lets SQL consumers read while a run writes; busy_timeout waits out short locks.
-        cur.execute("PRAGMA page_size=8192")  # takes effect on a new database only; fewer, fuller pages
-        cur.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout waits out short locks; WAL lets SQL consumers read while a run writes.
         cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA page_size=8192")  # takes effect on a new database only; fewer, fuller pages
+        _use_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache for bulk ingest
         cur.close()
@@ -290,6 +292,20 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # BEGIN IMMEDIATE (asked for with execution option sqlite_begin) takes the write lock up front.
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}".strip())
+
+
+def _use_wal(cur: Any, attempts: int = 200) -> None:
+    """Switch the database to WAL once. Connections opening a new file at the same moment all try to, and
+    that switch does not wait on the busy timeout: retry briefly until one of them has made it."""
+    for attempt in range(attempts):
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
