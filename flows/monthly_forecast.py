@@ -8,6 +8,7 @@ No `from __future__ import annotations` here: Prefect builds the UI's parameter 
 """
 
 import logging
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from prefect.utilities.annotations import quote
 
 from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
-from seqcast.report import forecast_table, metrics_table, shown, summary_markdown
+from seqcast.report import SHOWN_NAMES, forecast_table, metrics_table, shown, summary_markdown
 from seqcast.workers import training_processes
 
 RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
@@ -144,6 +145,9 @@ def not_trained(series_id: str, reason: str) -> None:
     raise SeriesNotTrained(f"{series_id}: {reason}")
 
 
+#: Chunks submitted ahead per training process: enough that a slow chunk never leaves a process without work.
+IN_FLIGHT = 4
+
 #: Failed tasks shown per run for series that could not be trained; the rest are listed in the summary.
 MAX_FAILED_TASKS = 50
 
@@ -191,34 +195,58 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             chunks = pipeline.chunked(snap["eligible"], config.chunk_size)
             labels = [pipeline.chunk_label(c) for c in chunks]
             progress_id = create_progress_artifact(0.0, description=f"{len(snap['eligible'])} series to model")
-            v_futs = [
-                run(validate, c, config, lab, name=f"validate-{lab}") for c, lab in zip(chunks, labels, strict=True)
-            ]
-            t_futs = [run(train, c, config, lab, name=f"train-{lab}") for c, lab in zip(chunks, labels, strict=True)]
+            # The global model (trained on every series) starts first; the chunks follow a few at a time, since
+            # task runs start in the order they are submitted: a chunk is forecast as soon as it is validated and
+            # trained, while later chunks train, unless the global model competes (then the forecasts wait for it).
             g_fut = (
                 run(global_model, big(snap["eligible"]), config, name="global-model") if config.global_model else None
             )
+            pending = deque(zip(chunks, labels, strict=True))
+            in_flight: deque = deque()
+
+            def submit_chunk() -> None:
+                c, lab = pending.popleft()
+                in_flight.append(
+                    (
+                        c,
+                        lab,
+                        run(validate, c, config, lab, name=f"validate-{lab}"),
+                        run(train, c, config, lab, name=f"train-{lab}"),
+                    )
+                )
+
+            for _ in range(min(len(pending), IN_FLIGHT * config.workers)):
+                submit_chunk()
             validations: list[dict[str, Any]] = []
             finals: list[dict[str, Any]] = []
-            for done, (v_fut, t_fut) in enumerate(zip(v_futs, t_futs, strict=True), start=1):
-                validations += result(v_fut)
-                finals += result(t_fut)
+            f_futs = []
+            for done in range(1, len(chunks) + 1):
+                c, lab, v_fut, t_fut = in_flight.popleft()
+                chunk_validations, chunk_finals = result(v_fut), result(t_fut)
+                if pending:
+                    submit_chunk()
+                validations += chunk_validations
+                finals += chunk_finals
+                if g_fut is None:
+                    f_futs.append(
+                        run(forecast, c, big(chunk_validations), big(chunk_finals), config, lab, name=f"forecast-{lab}")
+                    )
                 update_progress_artifact(progress_id, 100.0 * done / len(chunks))
             update_progress_artifact(progress_id, 100.0)
             if g_fut is not None:
                 validations, finals = pipeline.add_global(validations, finals, result(g_fut))
-            f_futs = [
-                run(
-                    forecast,
-                    c,
-                    big(pipeline.for_refs(validations, c)),
-                    big(pipeline.for_refs(finals, c)),
-                    config,
-                    lab,
-                    name=f"forecast-{lab}",
-                )
-                for c, lab in zip(chunks, labels, strict=True)
-            ]
+                f_futs = [
+                    run(
+                        forecast,
+                        c,
+                        big(pipeline.for_refs(validations, c)),
+                        big(pipeline.for_refs(finals, c)),
+                        config,
+                        lab,
+                        name=f"forecast-{lab}",
+                    )
+                    for c, lab in zip(chunks, labels, strict=True)
+                ]
             forecasts = [row for f in f_futs for row in result(f)]
             outcome = result(
                 run(
@@ -229,10 +257,17 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                     name="publish",
                 )
             )
-            for series_id in outcome["trained"]:
-                logger.info("series %s: trained, champion %s", series_id, outcome["champions"][series_id])
-            for series_id in outcome["reused"]:
-                logger.info("series %s: reused (unchanged), champion %s", series_id, outcome["champions"][series_id])
+            # One record: the first series one per line, then how many more (all of them are in `series_status`).
+            finished = [(sid, "trained") for sid in outcome["trained"]] + [
+                (sid, "reused (unchanged)") for sid in outcome["reused"]
+            ]
+            lines = [
+                f"series {sid}: {what}, champion {outcome['champions'][sid]}" for sid, what in finished[:SHOWN_NAMES]
+            ]
+            if len(finished) > SHOWN_NAMES:
+                lines.append(f"... and {len(finished) - SHOWN_NAMES} more (table series_status)")
+            if lines:
+                logger.info("%s", "\n".join(lines))
             # Series that could not be trained show as Failed tasks; the run itself completes.
             failures = {
                 s["series_id"]: not_trained.submit(s["series_id"], s["reason"])

@@ -91,6 +91,13 @@ def fit_or_reuse_many(
     return out
 
 
+def log_lines(lines: list[str]) -> None:
+    """Log a chunk's per-series lines as one record: a run over thousands of series would otherwise send
+    thousands of records to the orchestrator's log."""
+    if lines:
+        log.info("%s", "\n".join(lines))
+
+
 def _holdout_dates(periods: pd.Series, holdout: int) -> tuple[str, str]:
     return str(periods.iloc[-holdout].date()), str(periods.iloc[-1].date())
 
@@ -119,7 +126,7 @@ def validate_many(
         )
         for config in configs
     }
-    results = []
+    results, lines = [], []
     for i, (ref, frame, y) in enumerate(zip(refs, frames, ys, strict=True)):
         train, actual = y[:-holdout], y[-holdout:]
         start, end = _holdout_dates(frame["period"], holdout)
@@ -135,12 +142,9 @@ def validate_many(
                 "prediction": prediction.tolist(),
                 "model": record,
             }
-        log.info(
-            "series %s: holdout %s..%s MAPE %s",
-            ref["series_id"],
-            start[:7],
-            end[:7],
-            ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items()),
+        lines.append(
+            f"series {ref['series_id']}: holdout {start[:7]}..{end[:7]} MAPE "
+            + ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items())
         )
         results.append(
             {
@@ -151,6 +155,7 @@ def validate_many(
                 "candidates": candidates,
             }
         )
+    log_lines(lines)
     return results
 
 
@@ -172,7 +177,7 @@ def train_many_series(
     """
     items = [(read_series(ref)["value"].to_numpy(dtype=np.float64), ref["data_hash"]) for ref in refs]
     fits = {config.kind: fit_or_reuse_many(items, config, "final", models_dir, batched) for config in configs}
-    results = []
+    results, lines = [], []
     for i, ref in enumerate(refs):
         models = {kind: fitted[i][1] for kind, fitted in fits.items()}
         if horizon is not None:
@@ -180,15 +185,15 @@ def train_many_series(
                 kind: {**record, "forecast": fits[kind][i][0].predict(horizon).tolist()}
                 for kind, record in models.items()
             }
-        log.info(
-            "series %s: %s",
-            ref["series_id"],
-            ", ".join(
+        lines.append(
+            f"series {ref['series_id']}: "
+            + ", ".join(
                 f"{kind} {'trained' if r['trained'] else 'reused'} ({r['epochs']} epochs, {r['train_seconds']:.2f}s)"
                 for kind, r in models.items()
-            ),
+            )
         )
         results.append({"series_id": ref["series_id"], "models": models})
+    log_lines(lines)
     return results
 
 

@@ -221,7 +221,7 @@ def validate_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     configs, models_dir = config.model_configs(), config.paths().models
 
     def many(chunk: list[dict[str, Any]], batched: bool) -> list[dict[str, Any]]:
-        return fc.validate_many(chunk, configs, config.holdout, models_dir, batched)
+        return workers.call(fc.validate_many, chunk, configs, config.holdout, models_dir, batched)
 
     return _chunk(refs, many, config.batch_training)
 
@@ -231,7 +231,7 @@ def train_chunk(refs: list[dict[str, Any]], config: RunConfig) -> list:
     configs, models_dir = config.model_configs(), config.paths().models
 
     def many(chunk: list[dict[str, Any]], batched: bool) -> list[dict[str, Any]]:
-        return fc.train_many_series(chunk, configs, models_dir, batched, config.horizon)
+        return workers.call(fc.train_many_series, chunk, configs, models_dir, batched, config.horizon)
 
     return _chunk(refs, many, config.batch_training)
 
@@ -261,12 +261,17 @@ def forecast_chunk(
         if "error" not in by_val.get(r["series_id"], {"error": 1})
         and "error" not in by_final.get(r["series_id"], {"error": 1})
     ]
+    return workers.call(_forecast_all, ready, by_val, by_final, config.horizon, config.interval_level)
 
+
+def _forecast_all(
+    refs: list[dict[str, Any]], by_val: dict[str, dict], by_final: dict[str, dict], horizon: int, level: float
+) -> list[dict[str, Any]]:
     def work(ref: dict[str, Any]) -> dict[str, Any]:
         sid = ref["series_id"]
-        return fc.forecast_series(ref, by_val[sid], by_final[sid], config.horizon, config.interval_level)
+        return fc.forecast_series(ref, by_val[sid], by_final[sid], horizon, level)
 
-    return _per_series(ready, work, advance=False)
+    return _per_series(refs, work, advance=False)
 
 
 @dataclass
@@ -497,13 +502,29 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
             ingested = ingest_stage(config)
             snap = snapshot_stage(config)
             refs = snap["eligible"]
-            # Chunks as the flow has them, a few at a time (training itself goes to `workers` processes).
+            # Chunks as the flow has them, a few at a time (their jobs go to `workers` processes). A chunk is
+            # forecast as soon as it is trained, unless the global model, trained on every series, competes.
+            with_global = config.global_config() is not None
+
+            def model(chunk: list[dict[str, Any]]) -> tuple[list, list, list]:
+                validated, trained = validate_chunk(chunk, config), train_chunk(chunk, config)
+                return validated, trained, [] if with_global else forecast_chunk(chunk, validated, trained, config)
+
             chunks = chunked(refs, config.chunk_size)
             with ThreadPoolExecutor(max_workers=2 * config.workers) as pool:
-                validations = [r for part in pool.map(lambda c: validate_chunk(c, config), chunks) for r in part]
-                finals = [r for part in pool.map(lambda c: train_chunk(c, config), chunks) for r in part]
-            validations, finals = fc.add_global(validations, finals, global_stage(refs, config))
-            forecasts = forecast_chunk(refs, validations, finals, config)
+                parts = list(pool.map(model, chunks))
+                validations = [r for v, _, _ in parts for r in v]
+                finals = [r for _, t, _ in parts for r in t]
+                forecasts = [r for _, _, f in parts for r in f]
+                if with_global:
+                    validations, finals = fc.add_global(validations, finals, global_stage(refs, config))
+                    forecasts = [
+                        r
+                        for part in pool.map(
+                            lambda c: forecast_chunk(c, for_refs(validations, c), for_refs(finals, c), config), chunks
+                        )
+                        for r in part
+                    ]
             outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
             return report_stage(outcome, config, validations, finals)
         except BaseException as exc:

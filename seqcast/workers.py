@@ -1,23 +1,27 @@
 """Training in worker processes.
 
-Chunks of series are trained from several threads at once (the orchestrator's task runner), but a
+Chunks of series are worked on from several threads at once (the orchestrator's task runner), but a
 training step is many small tensor operations whose Python dispatch holds the GIL: two training threads
-used about 1.1 of 2 cores in a run, two processes 1.8. Inside a `training_processes` block, every fit
-of a chunk (from any thread) is sent to a shared pool of spawned processes instead; outside one, it
-runs in the calling thread. The result is the same either way: a worker runs the same seeded,
-single-threaded code, and models come back as tensors-only state (loaded with `weights_only=True`).
+used about 1.1 of 2 cores in a run, two processes 1.8. Inside a `training_processes` block, a chunk's
+whole job (`call`: read the series, fit, store the models, predict, score) is sent to a shared pool of
+spawned processes instead, and only its small records come back; outside one, it runs in the calling
+thread. The result is the same either way: a worker runs the same seeded, single-threaded code. What a
+job logs in a worker is logged again in the calling thread, so it reaches the same handlers (the
+orchestrator's run log included).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +35,7 @@ from seqcast.models import RecurrentForecaster
 #: chunk of LSTMs trains one by one even when batching is on.
 BATCHED_KINDS = frozenset({"rnn", "gru"})
 
+T = TypeVar("T")
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 
@@ -56,6 +61,25 @@ def training_processes(n: int) -> Iterator[None]:
         with _lock:
             _pool = previous
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def call(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a worker process inside a `training_processes` block, else in this thread.
+
+    `fn` must be a module-level function and its arguments and result picklable (records, not models).
+    Its log records (at this process's level for the `seqcast` logger) are handled here, in order, and
+    its exception is raised here.
+    """
+    pool = _pool
+    if pool is None:
+        return fn(*args)
+    level = logging.getLogger("seqcast").getEffectiveLevel()
+    outcome, records = pool.submit(_call_logged, level, fn, *args).result()
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    if isinstance(outcome, _Raised):
+        raise outcome.error
+    return outcome
 
 
 def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[RecurrentForecaster]:
@@ -96,6 +120,40 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Sent back by pickling: the message is rendered now, a traceback kept as text.
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        self.records.append(record)
+
+
+def _call_logged(level: int, fn: Callable[..., Any], *args: Any) -> tuple[Any, list[logging.LogRecord]]:
+    logger = logging.getLogger("seqcast")
+    collect = _Collect()
+    logger.addHandler(collect)
+    logger.setLevel(level)
+    logger.propagate = False  # nothing is printed here: the caller handles the records
+    try:
+        try:
+            return fn(*args), collect.records
+        except Exception as exc:
+            return _Raised(exc), collect.records
+    finally:
+        logger.removeHandler(collect)
 
 
 def _fit_blobs(config_json: str, series: list[np.ndarray], curve: bool, batched: bool) -> list[bytes]:

@@ -89,7 +89,7 @@ def test_large_groups_train_in_bounded_stacks_with_the_same_result(monkeypatch: 
         np.testing.assert_allclose(a, b, rtol=1e-4)
 
 
-def _run(tmp_path: Path, name: str, batched: bool) -> pd.DataFrame:
+def _run(tmp_path: Path, name: str, batched: bool, workers: int = 2) -> pd.DataFrame:
     source = tmp_path / "panel.csv"
     if not source.exists():
         frame = synthetic_panel(6, months=72)
@@ -101,6 +101,7 @@ def _run(tmp_path: Path, name: str, batched: bool) -> pd.DataFrame:
         epochs=20,
         chunk_size=4,
         batch_training=batched,
+        workers=workers,
     )
     outcome = pipeline.run_pipeline(config)
     assert len(outcome["trained"]) == 6 and not outcome["skipped"]
@@ -126,6 +127,7 @@ def test_a_failing_batch_falls_back_to_one_series_at_a_time(
         return real(config, series, curve, batched)
 
     monkeypatch.setattr(workers, "fit_many", batch_explodes)
-    metrics = _run(tmp_path, "fallback", True)
+    # One worker: the chunk jobs run in this process, where the patch is.
+    metrics = _run(tmp_path, "fallback", True, workers=1)
     assert set(metrics["model_kind"]) == {"rnn", "gru", "seasonal_naive"}
     assert "training them one by one" in caplog.text and "stack exploded" in caplog.text

@@ -109,7 +109,8 @@ def test_a_forced_global_champion_is_published(tmp_path: Path, monkeypatch: pyte
         return result
 
     monkeypatch.setattr(pipeline.fc, "global_candidates", tagged)
-    outcome = pipeline.run_pipeline(_config(tmp_path))
+    # One worker: forecasting runs in this process, where the patches are.
+    outcome = pipeline.run_pipeline(_config(tmp_path, workers=1))
     assert set(outcome["champions"].values()) == {"global_gru"}
     latest = _query(tmp_path / "data" / "seqcast.db", "SELECT DISTINCT model_kind FROM latest_forecasts")
     assert latest == [("global_gru",)]
