@@ -29,8 +29,8 @@ from prefect.utilities.annotations import quote
 
 from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
-from seqcast.report import SHOWN_NAMES, forecast_table, metrics_table, shown, summary_markdown
-from seqcast.workers import training_processes
+from seqcast.report import SHOWN_NAMES, compact, forecast_table, metrics_table, shown, summary_markdown
+from seqcast.workers import THREADS_PER_PROCESS, training_processes
 
 RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 
@@ -157,7 +157,11 @@ def _run_name() -> str:
     return f"monthly-forecast-{started:%Y-%m}"
 
 
-@flow(name="monthly-forecast", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(
+    name="monthly-forecast",
+    flow_run_name=_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * RunConfig().workers),
+)
 def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts."""
     logger = get_run_logger()
@@ -284,7 +288,9 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                 len(outcome["skipped"]),
                 outcome["report"],
             )
-            return {**outcome, "task_states": states}
+            # Prefect walks a flow's return value item by item (looking for futures): for thousands of series the
+            # full metric and forecast rows took seconds, so the run returns the first rows (all are in the tables).
+            return {**compact(outcome), "task_states": states}
         except BaseException as exc:
             pipeline.fail_run(config, run_id, exc)
             raise

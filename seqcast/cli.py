@@ -185,13 +185,15 @@ def run(
 def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
     """Threads in this process, or Dask workers (one thread each).
 
-    Threads train through `workers` processes (seqcast.workers); twice as many task threads keep them busy
-    while other chunks read series and write models.
+    Threads train through `workers` processes (seqcast.workers); THREADS_PER_PROCESS task threads per process
+    keep them busy while other tasks talk to the orchestrator.
     """
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=2 * workers)
+        from seqcast.workers import THREADS_PER_PROCESS
+
+        return ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * workers)
     if kind != "dask":
         _fail(f"unknown task runner {kind!r}: use 'threads' or 'dask'")
     from prefect.settings import PREFECT_API_URL

@@ -30,6 +30,16 @@ def shown(table: list[dict[str, Any]], what: str) -> tuple[list[dict[str, Any]],
     return table[:SHOWN_ROWS], f"first {SHOWN_ROWS} of {len(table)} rows; all of them are in the table `{what}`"
 
 
+def compact(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The outcome with at most SHOWN_ROWS metric and forecast rows, and their full counts in `rows`."""
+    return {
+        **outcome,
+        "metrics": outcome["metrics"][:SHOWN_ROWS],
+        "forecasts": outcome["forecasts"][:SHOWN_ROWS],
+        "rows": {"metrics": len(outcome["metrics"]), "forecasts": len(outcome["forecasts"])},
+    }
+
+
 def champion_counts(outcome: dict[str, Any]) -> str:
     counts: dict[str, int] = {}
     for kind in outcome.get("champions", {}).values():
