@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +294,8 @@ class RunOutcome:
     data_dir: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not `asdict`, which deep-copies every row: a fresh outcome owns its lists already.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def publish_stage(
