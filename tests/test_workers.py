@@ -1,0 +1,48 @@
+"""Chunk jobs in training processes: same results as in this process, their logs and errors come back here."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from seqcast import forecast as fc
+from seqcast import lake, workers
+from seqcast.config import model_config_for
+from tests.conftest import synthetic_panel
+
+CONFIGS = [model_config_for("rnn", "fast", epochs=15)]
+
+
+def _refs(tmp_path: Path) -> list[dict]:
+    panel = synthetic_panel(3, months=60).assign(is_filled=False)
+    return [ref.to_dict() for ref in lake.snapshot(panel, tmp_path / "lake")]
+
+
+def test_a_chunk_job_in_a_process_gives_what_it_gives_here_and_logs_here(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    refs = _refs(tmp_path)
+    here = fc.validate_many(refs, CONFIGS, 12, tmp_path / "models-here")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="seqcast"), workers.training_processes(2):
+        assert workers.in_processes()
+        there = workers.call(fc.validate_many, refs, CONFIGS, 12, tmp_path / "models-there")
+    assert not workers.in_processes()
+    assert [v["candidates"]["rnn"]["prediction"] for v in there] == [v["candidates"]["rnn"]["prediction"] for v in here]
+    # The models were stored by the process that trained them.
+    assert len(list((tmp_path / "models-there").glob("*.pt"))) == len(refs)
+    # Its per-series lines (one record for the chunk) were handled by this process's logger.
+    records = [r for r in caplog.records if "holdout" in r.getMessage()]
+    assert len(records) == 1 and records[0].process != os.getpid()
+    assert all(f"series {ref['series_id']}: holdout" in records[0].getMessage() for ref in refs)
+
+
+def test_a_failing_chunk_job_raises_its_error_here(tmp_path: Path) -> None:
+    refs = _refs(tmp_path)
+    missing = [{**refs[0], "path": str(tmp_path / "lake" / "gone.parquet")}]
+    with workers.training_processes(2), pytest.raises(FileNotFoundError):
+        assert workers.in_processes()
+        workers.call(fc.validate_many, missing, CONFIGS, 12, tmp_path / "models")
