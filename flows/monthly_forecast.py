@@ -163,7 +163,10 @@ def _run_name() -> str:
     task_runner=ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * RunConfig().workers),
 )
 def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
-    """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts."""
+    """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts.
+
+    Returns the run's outcome, with the first SHOWN_ROWS metric and forecast rows (all of them are in the tables).
+    """
     logger = get_run_logger()
     storage = Path(config.paths().root).resolve() / "task-results"
     states: dict[str, str] = {}
