@@ -12,7 +12,8 @@ ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary 
 - training share: the seconds spent training networks (model_runs.train_seconds of the run) over the
   machine's time (wall x workers); the rest, "outside training", is orchestration, the Prefect server,
   ingest, Parquet and database I/O, forecasting and plots (and any idle worker);
-- CPU outside: the same, over the CPU time the run's processes used (idle cores not counted);
+- CPU outside: the same, over the CPU time the run's processes used (idle cores not counted), and that CPU time
+  by process: the run, its training processes (training and the rest of their jobs) and its Prefect server;
 - seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
 
 With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
@@ -61,14 +62,23 @@ def make_panel(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-class PeakMemory:
-    """Samples the resident memory of a process and all its descendants; keeps the largest total."""
+class ProcessTree:
+    """Samples a process and all its descendants every 0.2 s: the largest total resident memory, and the CPU
+    time of each process (its last sample), by kind: the run itself, its training processes, its Prefect server."""
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.cpu: dict[int, float] = {}
+        self.kinds: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _kind(self, process: psutil.Process) -> str:
+        if process.pid == self.process.pid:
+            return "run"
+        command = " ".join(process.cmdline())
+        return "training" if "spawn_main" in command else "server" if "uvicorn" in command else "other"
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -77,12 +87,22 @@ class PeakMemory:
                 for p in [self.process, *self.process.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):  # a child that just ended
                         total += p.memory_info().rss
+                        times = p.cpu_times()
+                        self.cpu[p.pid] = times.user + times.system
+                        if p.pid not in self.kinds:
+                            self.kinds[p.pid] = self._kind(p)
             except psutil.Error:
                 break
             self.peak = max(self.peak, total)
             self._stop.wait(0.2)
 
-    def __enter__(self) -> PeakMemory:
+    def cpu_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            out[self.kinds[pid]] = out.get(self.kinds[pid], 0.0) + seconds
+        return out
+
+    def __enter__(self) -> ProcessTree:
         self._thread.start()
         return self
 
@@ -116,7 +136,7 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
     start = time.perf_counter()
     with (
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc,
-        PeakMemory(proc.pid) as memory,
+        ProcessTree(proc.pid) as tree,
     ):
         out, err = proc.communicate()
     wall = time.perf_counter() - start
@@ -132,7 +152,8 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
     return {
         "wall": wall,
         "cpu": cpu,
-        "peak_mib": memory.peak / 2**20,
+        "peak_mib": tree.peak / 2**20,
+        "cpu_by_kind": tree.cpu_by_kind(),
         "train": float(train_seconds),
         "published": published,
     }
@@ -203,6 +224,21 @@ def main() -> None:
                 flush=True,
             )
             runs.append((n, label, r))
+    print(
+        "\nCPU seconds by process (sampled every 0.2 s): the training processes' jobs split into the networks' "
+        "training and the rest (reading series, writing models, predicting, forecasting, charts)"
+    )
+    print(
+        f"{'series':>7} {'training':>11} {'CPU s':>7} {'training':>9} {'rest of jobs':>13} "
+        f"{'run process':>12} {'Prefect server':>15}"
+    )
+    for n, label, r in runs:
+        kinds = r["cpu_by_kind"]
+        workers = kinds.get("training", 0.0)
+        print(
+            f"{n:>7} {label:>11} {r['cpu']:>7.1f} {r['train']:>9.1f} {workers - r['train']:>13.1f} "
+            f"{kinds.get('run', 0.0):>12.1f} {kinds.get('server', 0.0):>15.1f}"
+        )
     baseline = [r for n, lab, r in runs if lab == "one-by-one"]
     same = [r for n, lab, r in runs if lab == "batched" and n == args.baseline_size]
     if baseline and same:
