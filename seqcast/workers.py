@@ -26,14 +26,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from seqcast.batched import pays_off
 from seqcast.config import ModelConfig
 from seqcast.global_model import GlobalForecaster
 from seqcast.models import RecurrentForecaster
-
-#: Kinds whose batched training beats torch's own modules trained one by one (benchmarks/scale.py: rnn 4.8x,
-#: gru 2.2x). torch's CPU LSTM is a single fused kernel that the stacked LSTM does not beat (0.8x), so a
-#: chunk of LSTMs trains one by one even when batching is on.
-BATCHED_KINDS = frozenset({"rnn", "gru"})
 
 T = TypeVar("T")
 #: Task threads per training process. Between two jobs a task thread also waits on its orchestrator (task-run
@@ -92,10 +88,10 @@ def call(fn: Callable[..., T], *args: Any) -> T:
 
 
 def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[RecurrentForecaster]:
-    """One fitted forecaster per series, in this process: batched (`RecurrentForecaster.fit_many`, for
-    BATCHED_KINDS) or one by one (`fit`). A chunk's whole job goes to the training processes (`call`), so this
-    runs there."""
-    if batched and len(series) > 1 and config.kind in BATCHED_KINDS:
+    """One fitted forecaster per series, in this process: batched (`RecurrentForecaster.fit_many`, where that
+    is the faster way: `batched.pays_off`) or one by one (`fit`). A chunk's whole job goes to the training
+    processes (`call`), so this runs there."""
+    if batched and len(series) > 1 and pays_off(config):
         return RecurrentForecaster.fit_many(config, series, curve=curve)
     return [RecurrentForecaster(config).fit(y, curve=curve) for y in series]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqcast import pipeline, workers
-from seqcast.batched import stack_parameters, stacked_forward
+from seqcast.batched import Job, pays_off, stack_parameters, stacked_forward, stacks_of
 from seqcast.config import MODEL_KINDS, RunConfig, model_config_for
 from seqcast.models import RecurrentForecaster, RecurrentNet
 from tests.conftest import synthetic_panel
@@ -85,8 +85,43 @@ def test_large_groups_train_in_bounded_stacks_with_the_same_result(monkeypatch: 
     whole = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
     monkeypatch.setattr("seqcast.batched.MAX_STACK", 3)  # 8 networks: stacks of 3, 3 and 2
     split = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
-    for a, b in zip(whole, split, strict=True):
+    monkeypatch.setattr("seqcast.batched.MAX_STACK", 256)
+    monkeypatch.setattr("seqcast.batched.STACK_ELEMENTS", 1)  # a network per stack
+    single = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    for a, b, c in zip(whole, split, single, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4)
+        np.testing.assert_allclose(a, c, rtol=1e-4)
+
+
+def _jobs(kind: str, hidden: int, windows: list[int]) -> list[Job]:
+    config = model_config_for(kind, hidden=hidden)
+    return [Job(np.zeros((n, 12, 1), np.float32), np.zeros((n, 12), np.float32), config) for n in windows]
+
+
+def test_stacks_group_similar_lengths_and_keep_under_the_element_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    windows = [200, 40, 180, 60, 190, 50, 170, 30]
+    jobs = _jobs("lstm", 16, windows)
+    ids = [10 + i for i in range(len(jobs))]
+    monkeypatch.setattr("seqcast.batched.STACK_ELEMENTS", 3 * 200 * 4 * 16)  # three of the longest
+    stacks = stacks_of(jobs, ids)
+    assert sorted(i for stack in stacks for i in stack) == ids  # every network once
+    lengths = [[windows[i - 10] for i in stack] for stack in stacks]
+    assert lengths == [[30, 40, 50, 60], [170, 180, 190], [200]]  # short ones together, each stack under budget
+    monkeypatch.setattr("seqcast.batched.MAX_STACK", 2)
+    assert max(len(s) for s in stacks_of(jobs, ids)) == 2
+
+
+def test_bigger_networks_train_in_smaller_stacks() -> None:
+    windows = [150] * 200
+    small = stacks_of(_jobs("rnn", 16, windows), list(range(200)))
+    big = stacks_of(_jobs("gru", 32, windows), list(range(200)))
+    assert len(small[0]) == 109 and len(big[0]) == 18  # 262,144 elements / (150 windows x gates x hidden)
+
+
+def test_stacking_is_used_where_it_trains_faster() -> None:
+    assert pays_off(model_config_for("rnn")) and pays_off(model_config_for("gru"))
+    assert pays_off(model_config_for("lstm", "fast"))  # 16 hidden units
+    assert not pays_off(model_config_for("lstm"))  # 32: torch's fused LSTM one by one is faster
 
 
 def _run(tmp_path: Path, name: str, batched: bool, workers: int = 2) -> pd.DataFrame:
