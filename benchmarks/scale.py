@@ -1,6 +1,7 @@
 """Thousands of series: the whole monthly flow at 100, 1,000 and 5,000 series, and batched against one-by-one training.
 
-    python benchmarks/scale.py [--sizes 100 1000 5000] [--model rnn] [--preset fast] [--baseline-size 1000]
+    python benchmarks/scale.py [--sizes 100 1000 5000] [--model lstm] [--preset fast] [--baseline-size 1000]
+    python benchmarks/scale.py --stacks     # only the training comparison, by stack size, for both presets
 
 Data: copies of the bundled air-passengers series and the 17 development series (benchmarks/data), each
 shortened by 0-36 months at the start, scaled by 0.2-5x and given 2% multiplicative noise (seeded), all
@@ -17,14 +18,18 @@ ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary 
 - seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
 
 With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
-Finally the training of the same sample of series is timed in this process both ways, for every model kind:
-the batched-vs-one-by-one speedup of the training itself.
+Then the targets are checked, and finally the training of the same sample of series is timed in this process
+both ways, for every model kind: the batched-vs-one-by-one speedup of the training itself.
+
+The default kind is the project's default, lstm. The share outside training is relative: the cheaper the
+networks, the larger it is for the same orchestration and I/O (run it with --model rnn to see).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import resource
 import sqlite3
@@ -180,17 +185,85 @@ def training_speedup(panel: pd.DataFrame, kind: str, preset: str, n_series: int)
     return one_by_one, batched
 
 
+def stack_sizes(panel: pd.DataFrame, n_series: int) -> None:
+    """One by one against batched with several stack budgets (`seqcast.batched.STACK_ELEMENTS`), per preset and
+    kind, holdout fits of `n_series` series in this process, one thread."""
+    import torch
+
+    from seqcast import batched
+    from seqcast.config import model_config_for
+    from seqcast.models import RecurrentForecaster
+
+    torch.set_num_threads(1)
+    budgets = [128 * 1024, 256 * 1024, 512 * 1024]
+    ids = panel["series_id"].unique()[:n_series]
+    ys = [
+        g["value"].to_numpy(dtype=np.float64)[:-12] for _, g in panel[panel["series_id"].isin(ids)].groupby("series_id")
+    ]
+    print(f"training only, holdout fits of {n_series} series, one thread; batched by stack budget (elements)")
+    print(f"{'preset':>8} {'kind':>5} {'one-by-one s':>13}" + "".join(f"{f'{b // 1024}k s':>16}" for b in budgets))
+    default = batched.STACK_ELEMENTS
+    try:
+        for preset in ("fast", "default"):
+            for kind in ("rnn", "gru", "lstm"):
+                config = model_config_for(kind, preset)
+                start = time.perf_counter()
+                for y in ys:
+                    RecurrentForecaster(config).fit(y, curve=False)
+                one = time.perf_counter() - start
+                cells = []
+                for budget in budgets:
+                    batched.STACK_ELEMENTS = budget
+                    start = time.perf_counter()
+                    RecurrentForecaster.fit_many(config, ys, curve=False)
+                    seconds = time.perf_counter() - start
+                    cells.append(f"{seconds:>8.2f} ({one / seconds:.2f}x)")
+                print(f"{preset:>8} {kind:>5} {one:>13.2f}" + "".join(f"{c:>16}" for c in cells), flush=True)
+    finally:
+        batched.STACK_ELEMENTS = default
+
+
+def check_targets(runs: list[tuple[int, str, dict]]) -> None:
+    """The issue's targets on this machine, against the batched runs."""
+    by_size = {n: r for n, label, r in runs if label == "batched"}
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print("\ntargets")
+    for n, limit in ((1000, 180), (5000, 720)):
+        if n in by_size:
+            wall = by_size[n]["wall"]
+            print(f"  {n:,} series under {limit // 60} minutes: {wall:.1f} s, {verdict(wall < limit)}")
+    peak = max(r["peak_mib"] for _, _, r in runs)
+    print(f"  peak memory under 4 GiB: {peak:,.0f} MiB, {verdict(peak < 4096)}")
+    sizes = sorted(by_size)
+    marginal = [(by_size[b]["wall"] - by_size[a]["wall"]) / (b - a) for a, b in itertools.pairwise(sizes)]
+    if len(marginal) >= 2:
+        ratio = max(marginal[1:]) / marginal[0]
+        growth = ", then ".join(f"{m:.3f}" for m in marginal)
+        print(f"  linear growth: marginal {growth} s per series (ratio {ratio:.2f}), {verdict(0.75 < ratio < 1.33)}")
+    for n in sizes:
+        if n >= 1000:
+            outside = 1 - by_size[n]["train"] / (by_size[n]["wall"] * WORKERS)
+            print(f"  share outside training under 20% at {n:,} series: {outside:.0%}, {verdict(outside < 0.2)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
-    parser.add_argument("--model", default="rnn", choices=["rnn", "lstm", "gru"])
+    parser.add_argument("--model", default="lstm", choices=["rnn", "lstm", "gru"])
     parser.add_argument("--preset", default="fast", choices=["default", "fast", "tutorial"])
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--baseline-size", type=int, default=1000, help="Also run this size one by one (0: skip).")
     parser.add_argument("--speedup-series", type=int, default=100)
+    parser.add_argument("--stacks", action="store_true", help="Only compare training by stack size, both presets.")
     args = parser.parse_args()
 
     panel = make_panel(max(args.sizes))
+    if args.stacks:
+        stack_sizes(panel, args.speedup_series)
+        return
     print(
         f"seqcast run --model {args.model} --preset {args.preset} --chunk-size {args.chunk_size} "
         f"--workers {WORKERS}; {os.cpu_count()} cores"
@@ -246,6 +319,8 @@ def main() -> None:
             f"whole flow at {args.baseline_size} series: batched {same[0]['wall']:.1f} s vs one-by-one "
             f"{baseline[0]['wall']:.1f} s ({baseline[0]['wall'] / same[0]['wall']:.2f}x)"
         )
+
+    check_targets(runs)
 
     print(f"\ntraining only, holdout fits of {args.speedup_series} series, preset {args.preset}, one thread")
     print(f"{'kind':>5} {'one-by-one s':>13} {'batched s':>10} {'speedup':>8}")
