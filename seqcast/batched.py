@@ -35,10 +35,10 @@ from seqcast.train import TrainResult, deterministic, seeded_build, split_window
 MAX_STACK = 256
 
 #: Elements of one step's stacked gate tensor (networks x windows x gates x hidden units) at most. Past about
-#: a megabyte the elementwise steps wait on memory and every network of the stack trains slower: 100 series'
-#: holdout fits, one thread (python benchmarks/scale.py --stacks): fast-preset gru 2.6x faster than one by one
-#: in stacks of 25 or 50, 2.1x in one of 100; default-preset gru (32 hidden units) 1.4x in stacks of 6 and 1.0x
-#: in one of 90.
+#: a megabyte the elementwise steps wait on memory and every network of the stack trains slower. Holdout fits
+#: of 50 series, one thread, against one by one (python benchmarks/scale.py --stacks --speedup-series 50):
+#: default-preset gru 1.44x with 128 Ki elements, 1.56x with 256 Ki, 1.10x with 512 Ki; fast-preset gru
+#: 2.54x, 2.58x, 2.30x.
 STACK_ELEMENTS = 256 * 1024
 
 #: Gates per recurrent kind, in torch's weight layout order (LSTM i,f,g,o; GRU r,z,n).
@@ -57,9 +57,10 @@ class Job:
 def pays_off(config: ModelConfig) -> bool:
     """Whether stacking trains this architecture faster than torch's own module one network at a time.
 
-    Measured on 100 series' holdout fits, one thread (python benchmarks/scale.py --stacks): rnn and gru always
-    (fast preset 4.2x and 2.7x, default preset 2.2x and 1.5x); an LSTM only while small: torch's CPU LSTM is one
-    fused kernel, which the stack beats at 16 hidden units (fast preset, 1.55x) but not at 32 (default, 0.88x).
+    Measured on 50 series' holdout fits, one thread (python benchmarks/scale.py --stacks --speedup-series 50):
+    rnn and gru always (fast preset 5.5x and 2.6x, default preset 2.1x and 1.6x); an LSTM only while small:
+    torch's CPU LSTM is one fused kernel, which the stack beats at 16 hidden units (fast preset, 1.29x) but not
+    at 32 (default preset, 0.78x).
     """
     return config.kind != "lstm" or config.hidden <= 16
 
