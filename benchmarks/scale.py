@@ -17,6 +17,9 @@ ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary 
   by process: the run, its training processes (training and the rest of their jobs) and its Prefect server;
 - seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
 
+With --prefect-server, the runs report to one `prefect server` started on loopback, as a deployment's runs
+do, instead of each starting a temporary server (about 8 s); the server's CPU time during each run is counted.
+
 With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
 Then the targets are checked, and finally the training of the same sample of series is timed in this process
 both ways, for every model kind: the batched-vs-one-by-one speedup of the training itself.
@@ -32,12 +35,16 @@ import contextlib
 import itertools
 import os
 import resource
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,21 +74,42 @@ def make_panel(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    return [process, *process.children(recursive=True)]
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 class ProcessTree:
     """Samples a process and all its descendants every 0.2 s: the largest total resident memory, and the CPU
-    time of each process (its last sample), by kind: the run itself, its training processes, its Prefect server."""
+    time of each process (its last sample), by kind: the run itself, its training processes, its Prefect server.
 
-    def __init__(self, pid: int) -> None:
+    `server` is a running Prefect server's process, if the run reports to one: its tree is sampled too, and
+    only the CPU time it uses while the run lasts is counted.
+    """
+
+    def __init__(self, pid: int, server: psutil.Process | None = None) -> None:
         self.process = psutil.Process(pid)
+        self.server = server
         self.peak = 0
         self.cpu: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
+        self._before: dict[int, float] = {}
+        if server is not None:
+            for p in _tree(server):
+                with contextlib.suppress(psutil.Error):
+                    self._before[p.pid] = _cpu(p)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _kind(self, process: psutil.Process) -> str:
         if process.pid == self.process.pid:
             return "run"
+        if process.pid in self._before:
+            return "server"
         command = " ".join(process.cmdline())
         return "training" if "spawn_main" in command else "server" if "uvicorn" in command else "other"
 
@@ -89,11 +117,11 @@ class ProcessTree:
         while not self._stop.is_set():
             total = 0
             try:
-                for p in [self.process, *self.process.children(recursive=True)]:
+                processes = _tree(self.process) + (_tree(self.server) if self.server is not None else [])
+                for p in processes:
                     with contextlib.suppress(psutil.Error):  # a child that just ended
                         total += p.memory_info().rss
-                        times = p.cpu_times()
-                        self.cpu[p.pid] = times.user + times.system
+                        self.cpu[p.pid] = _cpu(p) - self._before.get(p.pid, 0.0)
                         if p.pid not in self.kinds:
                             self.kinds[p.pid] = self._kind(p)
             except psutil.Error:
@@ -107,6 +135,10 @@ class ProcessTree:
             out[self.kinds[pid]] = out.get(self.kinds[pid], 0.0) + seconds
         return out
 
+    def server_cpu(self) -> float:
+        """CPU seconds of the running server's processes during the run (0 without one)."""
+        return sum(seconds for pid, seconds in self.cpu.items() if pid in self._before)
+
     def __enter__(self) -> ProcessTree:
         self._thread.start()
         return self
@@ -116,8 +148,54 @@ class ProcessTree:
         self._thread.join()
 
 
-def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, batched: bool) -> dict:
-    """One `seqcast run` in a subprocess; wall time, peak memory and the run's training seconds."""
+@contextlib.contextmanager
+def prefect_server(folder: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """A `prefect server` on a free loopback port with its own home in `folder`: its API URL and process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(folder), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).with_name("prefect")
+    with open(folder / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"prefect server did not start; see {folder / 'server.log'}")
+                time.sleep(0.5)
+            yield url, psutil.Process(proc.pid)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def run_flow(
+    source: Path,
+    folder: Path,
+    model: str,
+    preset: str,
+    chunk: int,
+    batched: bool,
+    server: tuple[str, psutil.Process] | None = None,
+) -> dict:
+    """One `seqcast run` in a subprocess (reporting to `server`, else to its own temporary server); wall time,
+    peak memory, CPU time and the run's training seconds."""
     command = [
         str(Path(sys.executable).with_name("seqcast")),
         "run",
@@ -137,16 +215,19 @@ def run_flow(source: Path, folder: Path, model: str, preset: str, chunk: int, ba
         "-q",
     ]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    if server is not None:
+        env["PREFECT_API_URL"] = server[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with (
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc,
-        ProcessTree(proc.pid) as tree,
+        ProcessTree(proc.pid, server[1] if server is not None else None) as tree,
     ):
         out, err = proc.communicate()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every waited-for process of the run's tree
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + tree.server_cpu()
     if proc.returncode != 0:
         raise SystemExit(f"seqcast run failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
     with sqlite3.connect(folder / "seqcast.db") as conn:
@@ -258,6 +339,12 @@ def main() -> None:
     parser.add_argument("--baseline-size", type=int, default=1000, help="Also run this size one by one (0: skip).")
     parser.add_argument("--speedup-series", type=int, default=100)
     parser.add_argument("--stacks", action="store_true", help="Only compare training by stack size, both presets.")
+    parser.add_argument(
+        "--prefect-server",
+        action="store_true",
+        help="Start a `prefect server` on loopback and run against it (a deployment's setting), instead of each "
+        "run starting its own temporary server.",
+    )
     args = parser.parse_args()
 
     panel = make_panel(max(args.sizes))
@@ -266,7 +353,8 @@ def main() -> None:
         return
     print(
         f"seqcast run --model {args.model} --preset {args.preset} --chunk-size {args.chunk_size} "
-        f"--workers {WORKERS}; {os.cpu_count()} cores"
+        f"--workers {WORKERS}; {os.cpu_count()} cores; "
+        + ("a running Prefect server" if args.prefect_server else "a temporary Prefect server per run")
     )
     print(
         f"{'series':>7} {'training':>11} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} "
@@ -276,12 +364,18 @@ def main() -> None:
     plan = [(n, True) for n in sorted(args.sizes)]
     if args.baseline_size:
         plan.append((args.baseline_size, False))
-    with tempfile.TemporaryDirectory(prefix="seqcast-scale-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqcast-scale-")))
+        server = None
+        if args.prefect_server:
+            (tmp / "prefect-home").mkdir()
+            server = stack.enter_context(prefect_server(tmp / "prefect-home"))
         for n, batched in plan:
             ids = panel["series_id"].unique()[:n]
-            source = Path(tmp) / f"panel-{n}.csv"
+            source = tmp / f"panel-{n}.csv"
             panel[panel["series_id"].isin(ids)].to_csv(source, index=False)
-            r = run_flow(source, Path(tmp) / f"data-{n}-{batched}", args.model, args.preset, args.chunk_size, batched)
+            folder = tmp / f"data-{n}-{batched}"
+            r = run_flow(source, folder, args.model, args.preset, args.chunk_size, batched, server)
             assert r["published"] == n, f"{r['published']} of {n} series published"
             label = "batched" if batched else "one-by-one"
             previous = [(m, s) for m, lab, s in runs if lab == label and m < n]
