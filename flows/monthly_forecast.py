@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -187,7 +187,11 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
         return value
 
     # Chunks are trained in `config.workers` processes (see seqcast.workers); tasks run in threads or on Dask.
-    with pipeline.run_lock(config), training_processes(config.workers), tags("seqcast", *config.models):
+    # Task runs carry no tags (flow runs of the deployment do): before it starts, a tagged task run asks the
+    # server for concurrency slots on its tags, one request at a time for the process, and the answer "no such
+    # limit" is kept only 5 s. On a server busy with a run's states and logs the request took about 2 s, so
+    # every 7-8 s a task waited that long in Pending (16 tasks of a 1,000-series run), the last forecast too.
+    with pipeline.run_lock(config), training_processes(config.workers):
         run_id = pipeline.begin_run(config, str(flow_run.id))
         try:
             ingested = result(run(ingest, config, name="ingest"))

@@ -38,6 +38,8 @@ T = TypeVar("T")
 THREADS_PER_PROCESS = 4
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
+#: Jobs submitted and not yet returned, per pool (by id).
+_busy: dict[int, int] = {}
 
 
 @contextmanager
@@ -55,12 +57,18 @@ def training_processes(n: int) -> Iterator[None]:
     )
     with _lock:
         previous, _pool = _pool, pool
+        _busy[id(pool)] = 0
     try:
         yield
     finally:
         with _lock:
             _pool = previous
-        pool.shutdown(wait=True, cancel_futures=True)
+            busy = _busy.pop(id(pool))
+        # Queued jobs are cancelled; a running one (the block left on an error) is waited for, so that nothing
+        # still writes once the block is left. With none running, the processes' exit (interpreter teardown with
+        # torch loaded, about 0.8 s) overlaps what the caller does next; at interpreter exit concurrent.futures
+        # still joins them, so none outlives this process.
+        pool.shutdown(wait=busy > 0, cancel_futures=True)
 
 
 def in_processes() -> bool:
@@ -79,7 +87,14 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     if pool is None:
         return fn(*args)
     level = logging.getLogger("seqcast").getEffectiveLevel()
-    outcome, records = pool.submit(_call_logged, level, fn, *args).result()
+    with _lock:
+        _busy[id(pool)] += 1
+    try:
+        outcome, records = pool.submit(_call_logged, level, fn, *args).result()
+    finally:
+        with _lock:
+            if id(pool) in _busy:  # (the block is still open)
+                _busy[id(pool)] -= 1
     for record in records:
         logging.getLogger(record.name).handle(record)
     if isinstance(outcome, _Raised):

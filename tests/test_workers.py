@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,29 @@ def test_a_failing_chunk_job_raises_its_error_here(tmp_path: Path) -> None:
     with workers.training_processes(2), pytest.raises(FileNotFoundError):
         assert workers.in_processes()
         workers.call(fc.validate_many, missing, CONFIGS, 12, tmp_path / "models")
+
+
+def _write_after(seconds: float, path: str) -> str:
+    time.sleep(seconds)
+    Path(path).write_text("done")
+    return path
+
+
+def test_leaving_the_block_on_an_error_waits_for_a_running_job(tmp_path: Path) -> None:
+    target = tmp_path / "written.txt"
+    started = threading.Event()
+
+    def job() -> None:
+        started.set()
+        workers.call(_write_after, 1.5, str(target))
+
+    thread = threading.Thread(target=job)
+    with pytest.raises(RuntimeError, match="stage failed"), workers.training_processes(2):
+        thread.start()
+        started.wait()
+        time.sleep(0.5)  # the job is in its process now
+        raise RuntimeError("stage failed")
+    # The run's block is left only once nothing writes any more.
+    assert target.read_text() == "done"
+    thread.join()
+    assert not workers.in_processes()
