@@ -29,6 +29,7 @@ from prefect.utilities.annotations import quote
 
 from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
+from seqcast.lock import run_lock
 from seqcast.report import SHOWN_NAMES, compact, forecast_table, metrics_table, shown, summary_markdown
 from seqcast.workers import THREADS_PER_PROCESS, training_processes
 
@@ -191,7 +192,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     # server for concurrency slots on its tags, one request at a time for the process, and the answer "no such
     # limit" is kept only 5 s. On a server busy with a run's states and logs the request took about 2 s, so
     # every 7-8 s a task waited that long in Pending (16 tasks of a 1,000-series run), the last forecast too.
-    with pipeline.run_lock(config), training_processes(config.workers):
+    with run_lock(config), training_processes(config.workers, start_now=bool(pipeline.pending_files(config))):
         run_id = pipeline.begin_run(config, str(flow_run.id))
         try:
             ingested = result(run(ingest, config, name="ingest"))

@@ -24,7 +24,7 @@ _EXPORTS = {
     "IngestError": "seqcast.ingest",
     "open_engine": "seqcast.store",
     "run_pipeline": "seqcast.pipeline",
-    "RunInProgress": "seqcast.pipeline",
+    "RunInProgress": "seqcast.lock",
     "run_backtest": "seqcast.backtest",
     "score": "seqcast.evaluate",
     "seasonal_naive": "seqcast.evaluate",

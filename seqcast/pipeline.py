@@ -8,15 +8,12 @@ flow in `flows/` can wrap each stage in a cached, retryable task without changin
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,40 +25,10 @@ from seqcast import forecast as fc
 from seqcast import ingest, lake, plots, progress, store, workers
 from seqcast._files import safe_name
 from seqcast.config import RunConfig
+from seqcast.lock import run_lock
 from seqcast.report import write_html
 
 log = logging.getLogger(__name__)
-
-
-class RunInProgress(RuntimeError):
-    """Another run holds the data folder's lock."""
-
-
-@contextmanager
-def run_lock(config: RunConfig) -> Iterator[None]:
-    """Hold the data folder's run lock for the duration; raise RunInProgress if another run has it.
-
-    An OS file lock: released by the kernel when its process dies, even on `kill -9`.
-    """
-    paths = config.paths()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    handle = open(paths.lock, "a+")  # noqa: SIM115 - held open for as long as the lock
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunInProgress(
-                f"another seqcast run is using {paths.root} (pid {holder}); wait for it to finish"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        handle.close()
 
 
 def new_run_id() -> str:
@@ -507,7 +474,7 @@ def _plot_series(
 
 def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str, Any]:
     """Run every stage in this process, in order, under the data folder's lock (no orchestrator needed)."""
-    with run_lock(config), workers.training_processes(config.workers):
+    with run_lock(config), workers.training_processes(config.workers, start_now=bool(pending_files(config))):
         run_id = begin_run(config, flow_run_id)
         try:
             ingested = ingest_stage(config)

@@ -72,6 +72,13 @@ def test_run_refuses_a_missing_source_and_bad_settings(data: list[str]) -> None:
     assert result.exit_code == 1 and "invalid settings" in result.stderr
 
 
+def test_run_refuses_an_unknown_orchestrator_or_task_runner_before_starting_anything(data: list[str]) -> None:
+    result = runner.invoke(app, ["run", "--orchestrator", "airflow", *data])
+    assert result.exit_code == 1 and "unknown orchestrator 'airflow': use 'prefect' or 'none'" in result.stderr
+    result = runner.invoke(app, ["run", "--task-runner", "ray", *data])
+    assert result.exit_code == 1 and "unknown task runner 'ray': use 'threads' or 'dask'" in result.stderr
+
+
 def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_path: Path, data: list[str]) -> None:
     from seqcast.ingest import bundled_series_path
 

@@ -11,6 +11,7 @@ import pytest
 
 from seqcast import pipeline, store
 from seqcast.config import RunConfig
+from seqcast.lock import RunInProgress, run_lock
 from tests.conftest import FAST, synthetic_panel
 
 
@@ -92,8 +93,8 @@ def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config:
 
 def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(panel_config: RunConfig) -> None:
     with (
-        pipeline.run_lock(panel_config),
-        pytest.raises(pipeline.RunInProgress, match="another seqcast run is using"),
+        run_lock(panel_config),
+        pytest.raises(RunInProgress, match="another seqcast run is using"),
     ):
         pipeline.run_pipeline(panel_config)
     # released: the next run goes ahead

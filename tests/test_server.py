@@ -277,3 +277,28 @@ def test_dask_without_a_server_says_what_to_do(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "needs a running Prefect server" in done.stderr and "prefect server start" in done.stderr
+
+
+def test_a_run_without_a_server_starts_one_temporary_server_and_stops_it(tmp_path: Path) -> None:
+    """`seqcast run` starts Prefect's temporary server while it loads; the flow uses that one, not a second."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-home" / "storage"),
+    }
+    done = subprocess.run(
+        [str(BIN / "seqcast"), "run", "--data-dir", str(tmp_path / "data"), "--model", "rnn", "--epochs", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    log = done.stdout + done.stderr
+    started = [line for line in log.splitlines() if "Starting temporary server on http://127.0.0.1:" in line]
+    assert len(started) == 1, log[-3000:]
+    assert log.count("Stopping temporary server") == 1
+    assert "trained   air_passengers" in done.stdout
+    port = int(started[0].rsplit(":", 1)[1].split()[0])
+    with socket.socket() as sock:  # nothing listens there any more
+        assert sock.connect_ex(("127.0.0.1", port)) != 0

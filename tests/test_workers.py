@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from seqcast import forecast as fc
@@ -74,3 +75,27 @@ def test_leaving_the_block_on_an_error_waits_for_a_running_job(tmp_path: Path) -
     assert target.read_text() == "done"
     thread.join()
     assert not workers.in_processes()
+
+
+def _worker_state() -> tuple[int, bool]:
+    import gc
+    import sys
+
+    return gc.get_freeze_count(), "seqcast.pipeline" in sys.modules
+
+
+def _workers_of_this_process() -> set[int]:
+    """Process ids of this process's pool workers (not multiprocessing's resource tracker)."""
+    return {p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())}
+
+
+def test_start_now_spawns_every_worker_before_the_first_job_and_workers_load_the_pipeline() -> None:
+    earlier = _workers_of_this_process()  # other tests' workers may still be on their way out
+    with workers.training_processes(2):
+        time.sleep(0.5)
+        assert _workers_of_this_process() - earlier == set()  # on first use only
+    with workers.training_processes(2, start_now=True):
+        assert len(_workers_of_this_process() - earlier) == 2  # before any job
+        frozen, loaded = workers.call(_worker_state)
+    # A worker's start loaded the jobs' modules and froze them out of the garbage collector's way.
+    assert loaded and frozen > 10_000
