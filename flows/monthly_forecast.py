@@ -204,7 +204,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             )
             snap = result(run(snapshot, config, ingested["data_version"], name="snapshot"))
             logger.info("snapshot: %d series to model, %d skipped", len(snap["eligible"]), len(snap["skipped"]))
-            chunks = pipeline.chunked(snap["eligible"], config.chunk_size)
+            chunks = pipeline.chunked(snap["eligible"], config.chunk_size, config.workers)
             labels = [pipeline.chunk_label(c) for c in chunks]
             progress_id = create_progress_artifact(0.0, description=f"{len(snap['eligible'])} series to model")
             # The global model (trained on every series) starts first; the chunks follow a few at a time, since

@@ -55,8 +55,19 @@ def fail_run(config: RunConfig, run_id: str, exc: BaseException) -> None:
         engine.dispose()
 
 
-def chunked(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def chunked(items: list[Any], size: int, workers: int = 1) -> list[list[Any]]:
+    """Consecutive chunks of `size` items, in order; with several workers, the last `2 * workers` chunks' worth
+    of items comes in half-size chunks.
+
+    The chunks' jobs run `workers` at a time, in order: short last jobs end closer together, so a worker waits
+    less for another's long last one (the run's end waits for the last job).
+    """
+    tail = 2 * workers * size if workers > 1 else 0
+    head = max(0, len(items) - tail) // size * size
+    small = max(1, size // 2) if workers > 1 else size
+    return [items[i : i + size] for i in range(0, head, size)] + [
+        items[i : i + small] for i in range(head, len(items), small)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -488,7 +499,7 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
                 validated, trained = validate_chunk(chunk, config), train_chunk(chunk, config)
                 return validated, trained, [] if with_global else forecast_chunk(chunk, validated, trained, config)
 
-            chunks = chunked(refs, config.chunk_size)
+            chunks = chunked(refs, config.chunk_size, config.workers)
             with ThreadPoolExecutor(max_workers=workers.THREADS_PER_PROCESS * config.workers) as pool:
                 parts = list(pool.map(model, chunks))
                 validations = [r for v, _, _ in parts for r in v]

@@ -144,3 +144,22 @@ def test_the_pipeline_publishes_the_same_on_sqlite_and_postgresql(tmp_path: Path
     assert [str(p)[:10] for p in periods] == [f"1961-{m:02d}-01" for m in range(1, 13)]
     assert [tuple(r) for r in runs] == [("completed", 1, 0), ("completed", 0, 1)]
     assert kinds == ["rnn", "seasonal_naive"]
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"),
+    [
+        (0, []),
+        (7, [7]),
+        (101, [25, 25, 25, 25, 1]),
+        (230, [25] * 9 + [5]),
+        (1000, [50] * 16 + [25] * 8),
+        (1030, [50] * 16 + [25] * 9 + [5]),
+    ],
+)
+def test_chunks_cover_every_item_in_order_and_the_last_ones_are_half_size(n: int, sizes: list[int]) -> None:
+    items = list(range(n))
+    chunks = pipeline.chunked(items, 50, workers=2)  # the last 2 x 2 chunks' worth (200 items) in halves
+    assert [len(c) for c in chunks] == sizes
+    assert [i for c in chunks for i in c] == items
+    assert pipeline.chunked(items, 50, workers=1) == [items[i : i + 50] for i in range(0, n, 50)]
