@@ -14,7 +14,8 @@ ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary 
   machine's time (wall x workers); the rest, "outside training", is orchestration, the Prefect server,
   ingest, Parquet and database I/O, forecasting and plots (and any idle worker);
 - CPU outside: the same, over the CPU time the run's processes used (idle cores not counted), and that CPU time
-  by process: the run, its training processes (training and the rest of their jobs) and its Prefect server;
+  by process: the run, its training processes (training and the rest of their jobs), the fork server they
+  are forked from, and its Prefect server;
 - seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
 
 With --prefect-server, the runs report to one `prefect server` started on loopback, as a deployment's runs
@@ -98,6 +99,9 @@ class ProcessTree:
         self.cpu: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
         self._before: dict[int, float] = {}
+        #: Processes the run does not wait for (its fork server and the workers forked from it): their CPU time
+        #: is not in the run's RUSAGE_CHILDREN, only in these samples.
+        self.unwaited: set[int] = set()
         if server is not None:
             for p in _tree(server):
                 with contextlib.suppress(psutil.Error):
@@ -111,6 +115,9 @@ class ProcessTree:
         if process.pid in self._before:
             return "server"
         command = " ".join(process.cmdline())
+        if "forkserver" in command:  # the fork server (the run's child) and the workers forked from it
+            self.unwaited.add(process.pid)
+            return "fork server" if process.ppid() == self.process.pid else "training"
         return "training" if "spawn_main" in command else "server" if "uvicorn" in command else "other"
 
     def _run(self) -> None:
@@ -134,6 +141,9 @@ class ProcessTree:
         for pid, seconds in self.cpu.items():
             out[self.kinds[pid]] = out.get(self.kinds[pid], 0.0) + seconds
         return out
+
+    def unwaited_cpu(self) -> float:
+        return sum(seconds for pid, seconds in self.cpu.items() if pid in self.unwaited)
 
     def server_cpu(self) -> float:
         """CPU seconds of the running server's processes during the run (0 without one)."""
@@ -228,6 +238,7 @@ def run_flow(
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every waited-for process of the run's tree
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + tree.server_cpu()
+    cpu += tree.unwaited_cpu()
     if proc.returncode != 0:
         raise SystemExit(f"seqcast run failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
     with sqlite3.connect(folder / "seqcast.db") as conn:
@@ -393,18 +404,19 @@ def main() -> None:
             runs.append((n, label, r))
     print(
         "\nCPU seconds by process (sampled every 0.2 s): the training processes' jobs split into the networks' "
-        "training and the rest (reading series, writing models, predicting, forecasting, charts)"
+        "training and the rest (reading series, writing models, predicting, forecasting, charts); the fork "
+        "server loads torch and the pipeline once for them"
     )
     print(
         f"{'series':>7} {'training':>11} {'CPU s':>7} {'training':>9} {'rest of jobs':>13} "
-        f"{'run process':>12} {'Prefect server':>15}"
+        f"{'fork server':>12} {'run process':>12} {'Prefect server':>15}"
     )
     for n, label, r in runs:
         kinds = r["cpu_by_kind"]
         workers = kinds.get("training", 0.0)
         print(
             f"{n:>7} {label:>11} {r['cpu']:>7.1f} {r['train']:>9.1f} {workers - r['train']:>13.1f} "
-            f"{kinds.get('run', 0.0):>12.1f} {kinds.get('server', 0.0):>15.1f}"
+            f"{kinds.get('fork server', 0.0):>12.1f} {kinds.get('run', 0.0):>12.1f} {kinds.get('server', 0.0):>15.1f}"
         )
     baseline = [r for n, lab, r in runs if lab == "one-by-one"]
     same = [r for n, lab, r in runs if lab == "batched" and n == args.baseline_size]

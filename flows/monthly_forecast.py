@@ -118,9 +118,14 @@ def publish(
     )
 
 
+@task(name="charts", cache_key_fn=_run_key("charts"), **RETRIES)
+def charts(run_id: str, config: RunConfig, validations: list, finals: list, forecasts: list) -> list[str]:
+    return pipeline.charts_stage(run_id, config, *(_plain(v) for v in (validations, finals, forecasts)))
+
+
 @task(name="report", cache_key_fn=_run_key("report"), **RETRIES)
-def report(outcome: dict, config: RunConfig, validations: list, finals: list) -> dict[str, Any]:
-    outcome = pipeline.report_stage(_plain(outcome), config, _plain(validations), _plain(finals))
+def report(outcome: dict, config: RunConfig, plots: list[str]) -> dict[str, Any]:
+    outcome = pipeline.report_stage(_plain(outcome), config, plots)
     metrics, metrics_note = shown(metrics_table(outcome), "latest_metrics")
     create_table_artifact(
         key="metrics",
@@ -260,6 +265,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
                     for c, lab in zip(chunks, labels, strict=True)
                 ]
             forecasts = [row for f in f_futs for row in result(f)]
+            # The charts are drawn (in the training processes, idle by now) while publish writes the tables.
+            plots = run(charts, run_id, config, *map(big, (validations, finals, forecasts)), name="charts")
             outcome = result(
                 run(
                     publish,
@@ -288,7 +295,7 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
             for series_id, failure in failures.items():
                 failure.wait()
                 states[f"not-trained-{series_id}"] = failure.state.name
-            outcome = result(run(report, big(outcome), config, big(validations), big(finals), name="report"))
+            outcome = result(run(report, big(outcome), config, result(plots), name="report"))
             logger.info(
                 "published: %d trained, %d reused, %d not trained; report %s",
                 len(outcome["trained"]),

@@ -116,6 +116,10 @@ def run(
         # Quiet the terminal only: the run's logs still reach the Prefect server and its UI.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     _prefect_env()
+    if config.workers > 1 and task_runner == "threads":  # (Dask trains in its own workers)
+        from seqcast.processes import start_fork_server
+
+        start_fork_server()  # its loading takes a core that waits for this process's imports anyway
     runner = server_start = None
     if orchestrator == "prefect":
         if task_runner == "threads":  # (Dask needs a configured server)

@@ -286,10 +286,7 @@ def publish_stage(
     forecasts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Write the run's models, metrics, forecasts and run row in one transaction; return the outcome."""
-    by_val = {v["series_id"]: v for v in validations if "error" not in v}
-    by_final = {f["series_id"]: f for f in finals if "error" not in f}
-    by_fc = {f["series_id"]: f for f in forecasts if "error" not in f}
-    errors = {r["series_id"]: r["error"] for r in [*validations, *finals, *forecasts] if "error" in r}
+    by_val, by_final, by_fc, errors = _by_series(validations, finals, forecasts)
 
     outcome = RunOutcome(
         run_id=run_id,
@@ -409,6 +406,23 @@ def publish_stage(
     return outcome.to_dict()
 
 
+def _by_series(
+    validations: list[dict[str, Any]], finals: list[dict[str, Any]], forecasts: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
+    """Each stage's results by series id, and each failed series' error. A series is published when it has a
+    forecast and no error (`published`)."""
+    by_val = {v["series_id"]: v for v in validations if "error" not in v}
+    by_final = {f["series_id"]: f for f in finals if "error" not in f}
+    by_fc = {f["series_id"]: f for f in forecasts if "error" not in f}
+    errors = {r["series_id"]: r["error"] for r in [*validations, *finals, *forecasts] if "error" in r}
+    return by_val, by_final, by_fc, errors
+
+
+def published(forecasts: dict[str, dict[str, Any]], errors: dict[str, str]) -> list[str]:
+    """The ids of the series a run publishes, sorted."""
+    return sorted(sid for sid in forecasts if sid not in errors)
+
+
 def _unique(rows: list[dict[str, Any]], key: str | tuple[str, ...]) -> list[dict[str, Any]]:
     seen: dict[Any, dict[str, Any]] = {}
     for row in rows:
@@ -428,19 +442,21 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def report_stage(
-    outcome: dict[str, Any],
+def charts_stage(
+    run_id: str,
     config: RunConfig,
     validations: list[dict[str, Any]],
     finals: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Plot each published series (loss curves; history, holdout and forecast); return the outcome with plot paths."""
-    paths = config.paths()
-    folder = (paths.plots / outcome["run_id"]).resolve()
-    by_val = {v["series_id"]: v for v in validations if "error" not in v}
-    by_final = {f["series_id"]: f for f in finals if "error" not in f}
-    forecasts = pd.DataFrame(outcome["forecasts"])
-    shown = sorted([*outcome["trained"], *outcome["reused"]])[: config.max_plots]
+    forecasts: list[dict[str, Any]],
+) -> list[str]:
+    """Plot the first `max_plots` published series (by id): loss curves; history, holdout and forecast.
+
+    Needs the stages' results, not the published tables, so it can run while `publish_stage` writes.
+    Returns the charts' paths.
+    """
+    by_val, by_final, by_fc, errors = _by_series(validations, finals, forecasts)
+    shown = published(by_fc, errors)[: config.max_plots]
+    folder = (config.paths().plots / run_id).resolve()
     engine = store.open_engine(config.database_url())
     try:
         histories = {sid: store.load_observations(engine, [sid]) for sid in shown}
@@ -451,15 +467,19 @@ def report_stage(
         history = histories[sid]
         holdout_periods = history["period"].iloc[-config.holdout :].dt.date.astype(str).tolist()
         predictions = {k: c["prediction"] for k, c in by_val[sid]["candidates"].items()}
-        mine = forecasts[forecasts["series_id"] == sid] if len(forecasts) else forecasts
+        champion = pd.DataFrame([row for row in by_fc[sid]["rows"] if row["is_champion"]])
         losses = {k: r["history"] for k, r in by_final[sid]["models"].items()}
-        jobs.append((sid, history, {"periods": holdout_periods, "predictions": predictions}, mine, losses, folder))
-    # Drawing is the slow part (about 0.3 s a chart): the series are drawn in the training processes at once
+        jobs.append((sid, history, {"periods": holdout_periods, "predictions": predictions}, champion, losses, folder))
+    # Drawing is the slow part (about 0.1 s a chart): the series are drawn in the training processes at once
     # (in this process, one at a time: pyplot is not thread-safe).
     with ThreadPoolExecutor(max_workers=config.workers if workers.in_processes() else 1) as pool:
-        written = [path for pair in pool.map(lambda job: workers.call(_plot_series, *job), jobs) for path in pair]
-    outcome = {**outcome, "plots": written}
-    page = write_html(outcome, paths.reports.resolve())
+        return [path for pair in pool.map(lambda job: workers.call(_plot_series, *job), jobs) for path in pair]
+
+
+def report_stage(outcome: dict[str, Any], config: RunConfig, plots: list[str]) -> dict[str, Any]:
+    """Write the run's HTML page (tables and `plots`); return the outcome with the plots and the page."""
+    outcome = {**outcome, "plots": plots}
+    page = write_html(outcome, config.paths().reports.resolve())
     return {**outcome, "report": str(page.resolve())}
 
 
@@ -514,8 +534,11 @@ def run_pipeline(config: RunConfig, flow_run_id: str | None = None) -> dict[str,
                         )
                         for r in part
                     ]
-            outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
-            return report_stage(outcome, config, validations, finals)
+            # The charts are drawn in the training processes while this thread writes the tables.
+            with ThreadPoolExecutor(max_workers=1) as side:
+                plots = side.submit(charts_stage, run_id, config, validations, finals, forecasts)
+                outcome = publish_stage(run_id, config, ingested, snap, validations, finals, forecasts)
+                return report_stage(outcome, config, plots.result())
         except BaseException as exc:
             fail_run(config, run_id, exc)
             raise

@@ -4,10 +4,10 @@ Chunks of series are worked on from several threads at once (the orchestrator's 
 training step is many small tensor operations whose Python dispatch holds the GIL: two training threads
 used about 1.1 of 2 cores in a run, two processes 1.8. Inside a `training_processes` block, a chunk's
 whole job (`call`: read the series, fit, store the models, predict, score) is sent to a shared pool of
-spawned processes instead, and only its small records come back; outside one, it runs in the calling
-thread. The result is the same either way: a worker runs the same seeded, single-threaded code. What a
-job logs in a worker is logged again in the calling thread, so it reaches the same handlers (the
-orchestrator's run log included).
+processes instead (started as seqcast.processes says), and only its small records come back; outside
+one, it runs in the calling thread. The result is the same either way: a worker runs the same seeded,
+single-threaded code. What a job logs in a worker is logged again in the calling thread, so it reaches
+the same handlers (the orchestrator's run log included).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import gc
 import importlib
 import io
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from seqcast import processes
 from seqcast.batched import pays_off
 from seqcast.config import ModelConfig
 from seqcast.global_model import GlobalForecaster
@@ -48,23 +48,21 @@ _busy: dict[int, int] = {}
 def training_processes(n: int, start_now: bool = False) -> Iterator[None]:
     """Train in up to `n` worker processes for the duration (n <= 1: in the calling thread).
 
-    Workers are spawned on first use (a run with nothing to train starts none), or at once with `start_now`
-    (a run expecting new data: each worker's start, about 2.5 s of loading torch and the pipeline, then overlaps
-    the run's ingest instead of delaying its first chunk). They are stopped on exit.
+    Workers are started on first use (a run with nothing to train starts none), or at once with `start_now`
+    (a run expecting new data: their start then overlaps the run's ingest instead of delaying its first chunk).
+    They are stopped on exit.
     """
     global _pool
     if n <= 1:
         yield
         return
-    pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),)
-    )
+    pool = ProcessPoolExecutor(n, mp_context=processes.context(), initializer=_start_worker, initargs=(os.getpid(),))
     with _lock:
         previous, _pool = _pool, pool
         _busy[id(pool)] = 0
     if start_now:
         for _ in range(n):
-            pool.submit(_ready)  # with none idle, each submit spawns a worker
+            pool.submit(_ready)  # with none idle, each submit starts a worker
     try:
         yield
     finally:
@@ -130,28 +128,32 @@ def fit_global(config: ModelConfig, steps: int, batch_size: int, series: list[np
 # ---------------------------------------------------------------------------------------------- in the worker
 
 
-def _start_worker(parent: int) -> None:
-    """A worker process's start: watch the parent, load what its jobs need, freeze the loaded objects."""
-    _exit_with_parent(parent)
-    importlib.import_module("seqcast.pipeline")  # the jobs' module (pandas, SQLAlchemy, pyarrow)
-    # The modules' objects are never garbage: frozen, the collections during training skip them (see the CLI).
+def _start_worker(run: int) -> None:
+    """A worker process's start: watch the run's process, load what its jobs need, freeze the loaded objects."""
+    _exit_with_run(run)
+    importlib.import_module(processes.JOBS_MODULE)  # (already loaded when forked from the fork server)
+    # The modules' objects are never garbage: frozen, the collections during training skip them (see the CLI),
+    # and, in a forked worker, leave the pages it shares with the fork server unwritten.
     gc.freeze()
 
 
 def _ready() -> None:
-    """A job that only makes the pool start a worker (whose start does the work)."""
+    """A job that only makes the pool start a worker."""
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this worker when the run that started it is gone (even after `kill -9`, which skips the pool's
-    shutdown): a worker holds both ends of its task queue, so it would otherwise wait for work forever."""
+def _exit_with_run(run: int) -> None:
+    """End this worker when the run's process is gone (even after `kill -9`, which skips the pool's shutdown):
+    a worker holds both ends of its task queue, so it would otherwise wait for work forever."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while True:
             time.sleep(1.0)
-        os._exit(1)
+            try:
+                os.kill(run, 0)  # (signal 0: only whether the process exists)
+            except ProcessLookupError:
+                os._exit(1)
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    threading.Thread(target=watch, name="exit-with-run", daemon=True).start()
 
 
 class _Raised:

@@ -163,3 +163,34 @@ def test_chunks_cover_every_item_in_order_and_the_last_ones_are_half_size(n: int
     assert [len(c) for c in chunks] == sizes
     assert [i for c in chunks for i in c] == items
     assert pipeline.chunked(items, 50, workers=1) == [items[i : i + 50] for i in range(0, n, 50)]
+
+
+def test_charts_show_the_first_published_series_and_none_that_failed(
+    tmp_path: Path, panel_config: RunConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seqcast._files import safe_name
+
+    real = pipeline.forecast_chunk
+
+    def first_fails(refs: list, validations: list, finals: list, config: RunConfig) -> list:
+        rows = real(refs, validations, finals, config)
+        return [
+            {"series_id": r["series_id"], "error": "RuntimeError: boom"} if r["series_id"] == "s000" else r
+            for r in rows
+        ]
+
+    monkeypatch.setattr(pipeline, "forecast_chunk", first_fails)
+    source = write_panel(tmp_path / "p.csv", synthetic_panel(3))
+    config = panel_config.model_copy(update={"sources": [str(source)], "max_plots": 1, "workers": 1})
+
+    outcome = pipeline.run_pipeline(config)
+
+    assert outcome["trained"] == ["s001", "s002"]
+    assert outcome["skipped"] == [{"series_id": "s000", "reason": "training failed: RuntimeError: boom"}]
+    # Drawn while publish wrote: the first published series only (max_plots 1), its forecast and its loss.
+    assert [Path(p).name for p in outcome["plots"]] == [
+        f"{safe_name('s001')}-forecast.png",
+        f"{safe_name('s001')}-loss.png",
+    ]
+    assert all(Path(p).stat().st_size > 0 for p in outcome["plots"])
+    assert str(Path(outcome["plots"][0]).parent).endswith(outcome["run_id"])

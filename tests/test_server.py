@@ -147,7 +147,7 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
     assert second["train-air_passengers"] == "Cached"
     assert second["validate-air_passengers"] == "Cached"
     stages = {name.split("-")[0] for name in second}
-    assert {"ingest", "snapshot", "validate", "train", "forecast", "publish", "report"} <= stages
+    assert {"ingest", "snapshot", "validate", "train", "forecast", "charts", "publish", "report"} <= stages
     # Task runs carry no tags (a tagged task run first asks the server for concurrency slots: see the flow).
     assert all(not task_tags for r in runs for _, task_tags in tasks[r.id].values())
     for run in runs:

@@ -85,11 +85,18 @@ def _worker_state() -> tuple[int, bool]:
 
 
 def _workers_of_this_process() -> set[int]:
-    """Process ids of this process's pool workers (not multiprocessing's resource tracker)."""
-    return {p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())}
+    """Process ids of this process's pool workers: its fork server's children (or its spawned children)."""
+    found = set()
+    for child in psutil.Process().children():
+        command = " ".join(child.cmdline())
+        if "forkserver" in command:
+            found |= {worker.pid for worker in child.children()}
+        elif "spawn_main" in command:
+            found.add(child.pid)
+    return found
 
 
-def test_start_now_spawns_every_worker_before_the_first_job_and_workers_load_the_pipeline() -> None:
+def test_start_now_starts_every_worker_before_the_first_job_and_workers_load_the_pipeline() -> None:
     earlier = _workers_of_this_process()  # other tests' workers may still be on their way out
     with workers.training_processes(2):
         time.sleep(0.5)
