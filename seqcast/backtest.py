@@ -12,12 +12,12 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from seqcast import processes
 from seqcast.config import ModelConfig
 from seqcast.evaluate import score, seasonal_naive, selection_score
 from seqcast.forecast import BASELINE, conformal_interval
@@ -119,8 +119,9 @@ def run_backtest(
             if progress:
                 progress(1)
     else:
-        # spawn: a forked child of a process that already ran torch can deadlock.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        # Not forked from this process (a forked child of a process that already ran torch can deadlock): from the
+        # fork server, which only loaded torch, or spawned.
+        with ProcessPoolExecutor(workers, mp_context=processes.context()) as pool:
             for part in pool.map(_job, jobs):
                 rows += part
                 if progress:

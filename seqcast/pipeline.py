@@ -3,7 +3,7 @@
 Stages pass small records (paths, ids, hashes, rows), never frames or models, so that the Prefect
 flow in `flows/` can wrap each stage in a cached, retryable task without changing it:
 
-    ingest -> snapshot -> validate -> train -> forecast -> publish -> report
+    ingest -> snapshot -> validate -> train -> forecast -> charts + publish -> report
 """
 
 from __future__ import annotations

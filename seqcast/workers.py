@@ -150,7 +150,7 @@ def _exit_with_run(run: int) -> None:
             time.sleep(1.0)
             try:
                 os.kill(run, 0)  # (signal 0: only whether the process exists)
-            except ProcessLookupError:
+            except OSError:  # gone (or its id reused by another user's process)
                 os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-run", daemon=True).start()

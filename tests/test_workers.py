@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 import time
@@ -102,7 +103,10 @@ def test_start_now_starts_every_worker_before_the_first_job_and_workers_load_the
         time.sleep(0.5)
         assert _workers_of_this_process() - earlier == set()  # on first use only
     with workers.training_processes(2, start_now=True):
-        assert len(_workers_of_this_process() - earlier) == 2  # before any job
+        started = _workers_of_this_process() - earlier
+        assert len(started) == 2  # before any job
+        if "forkserver" in multiprocessing.get_all_start_methods():  # forked from the fork server, not this process
+            assert os.getpid() not in {psutil.Process(pid).ppid() for pid in started}
         frozen, loaded = workers.call(_worker_state)
     # A worker's start loaded the jobs' modules and froze them out of the garbage collector's way.
     assert loaded and frozen > 10_000
