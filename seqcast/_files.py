@@ -12,6 +12,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
+
+
+def _current_umask() -> int:
+    """The process's umask, read without changing it where the system tells (Linux); else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the umask, as `open()` would give it (0o666 less the umask)."""
+    return 0o666 & ~_current_umask()
 
 
 def safe_name(text: str, limit: int = 40) -> str:
@@ -25,16 +45,23 @@ def safe_name(text: str, limit: int = 40) -> str:
     return f"{slug}-{digest}"
 
 
+def safe_suffix(name: str) -> str:
+    """The file name's extension, lowercased, if it is short and plain (`.csv`, `.parquet`); else none."""
+    suffix = Path(name).suffix.lower()
+    return suffix if _SAFE_SUFFIX.fullmatch(suffix) else ""
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success it is renamed over `target`.
 
-    A crash leaves at worst a `.tmp-*` file that nothing reads, never a truncated `target`.
+    The file gets the mode the umask gives new files. A crash leaves at worst a `.tmp-*` file that nothing reads, never a truncated `target`.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name[:40]}-", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, file_mode())  # mkstemp makes it 0600; every file seqcast writes follows the umask
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

@@ -16,6 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import URL
 
 ModelKind = Literal["rnn", "lstm", "gru"]
 MODEL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
@@ -155,8 +156,12 @@ class RunConfig(BaseModel):
     def paths(self) -> DataPaths:
         return DataPaths(Path(self.data_dir))
 
-    def database_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.paths().database}"
+    def database_url(self) -> str | URL:
+        """The database: `db_url`, or the SQLite file in the data folder (built with the URL API, so a `?` or
+        `%` in the folder's path stays part of the path)."""
+        if self.db_url:
+            return self.db_url
+        return URL.create("sqlite", database=str(self.paths().database))
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,11 @@ class DataPaths:
     @property
     def models(self) -> Path:
         return self.root / "models"
+
+    @property
+    def refused(self) -> Path:
+        """Inbox entries that are not regular files (links, folders), moved out of the inbox as they were."""
+        return self.root / "refused"
 
     @property
     def plots(self) -> Path:

@@ -6,21 +6,33 @@ Accepted input forms (column names case-insensitive, configurable through `colum
     from the `series_id` argument or the file name's stem.
 
 Rules, each row judged on its own (the reason names the file, the row and the field):
-  - period: `YYYY-MM`, `YYYY-MM-DD` or an ISO timestamp; any day normalises to the first of its month;
-    years outside 1800-2200 and impossible dates (1949-02-30) are rejected.
+  - period: `YYYY-MM`, `YYYY-MM-DD` or an ISO timestamp (with or without an offset or `Z`); the month is the
+    wall-clock month as written (`2020-02-01T00:00:00+01:00` is February, and so is a Parquet timestamp at
+    midnight on the 1st in Europe/Berlin); any day normalises to the first of its month; years outside
+    1800-2200 and impossible dates (1949-02-30) are rejected.
   - value: a finite number; empty, non-numeric, NaN and infinite values are rejected; negatives are fine.
-  - series id: stored literally (quotes, slashes, any script); empty or over 255 characters is rejected.
+  - series id: stored literally (quotes, slashes, any script); empty, over 255 characters or holding a
+    control character (a NUL, a line break) is rejected.
   - the same series and month twice in one file: identical values are stored once; different values are
     all rejected (neither is kept: the file contradicts itself, and a later file can settle it).
 Row numbers count data rows from 1 (the header is not a row).
+
+What happens to a received file (`ingest_file`): it is copied to `archive/` first, then parsed from that copy
+and stored, and its batch row records the outcome (applied, duplicate, rejected, refused or failed). A file
+leaves `inbox/` only once that row is committed: an unexpected error (the database gone, a full disk, an
+interrupt) leaves it where it was, for the next run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import hashlib
 import logging
+import os
+import re
 import shutil
+import stat
+import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +49,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 from seqcast import store
-from seqcast._files import atomic_copy, safe_name, sha256_file
+from seqcast._files import file_mode, safe_name, safe_suffix
 from seqcast.config import DataPaths
 
 log = logging.getLogger(__name__)
@@ -45,12 +57,34 @@ log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 MAX_SERIES_ID = 255
 _LONG_FORMS = (("series_id", "period", "value"), ("unique_id", "ds", "y"))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An ISO time of day with an offset or Z after it: the offset is dropped, the wall-clock time kept.
+_OFFSET = re.compile(r"(?<=[T ]\d\d:\d\d)((?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)$", re.IGNORECASE)
 
 
 class IngestError(ValueError):
-    """A whole file cannot be used; the message names the file and the reason."""
+    """A whole file cannot be used; the message names the file and the reason.
 
-    batch_id: str = ""
+    Attributes:
+        batch_id: the batch that recorded it (once recorded).
+        rejected: the rows rejected one by one, when it was rows that made the file unusable.
+        rows_read: data rows read before the file was judged unusable.
+    """
+
+    def __init__(self, message: str, rejected: pd.DataFrame | None = None, rows_read: int = 0) -> None:
+        super().__init__(message)
+        self.batch_id = ""
+        self.rejected = rejected
+        self.rows_read = rows_read
+
+
+class IngestFailure(RuntimeError):
+    """A file could not be ingested for a reason other than its content (the database, the disk, a bug, an
+    interrupt); it was left where it was, so the next run tries again. The message is one line."""
+
+    def __init__(self, message: str, batch_id: str = "") -> None:
+        super().__init__(message)
+        self.batch_id = batch_id
 
 
 @dataclass
@@ -68,7 +102,7 @@ class BatchReport:
 
     batch_id: str
     source: str
-    status: str  # applied | duplicate | rejected
+    status: str  # applied | duplicate | rejected | refused | failed
     rows_read: int = 0
     rows_inserted: int = 0
     rows_updated: int = 0
@@ -83,6 +117,13 @@ class BatchReport:
         return self.rows_inserted + self.rows_updated
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    first = (str(exc).strip().splitlines() or [""])[0].strip()
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass
 class RawTable:
     """A file's cells as read: the frame, each row's data-row number, and rows unreadable as table rows."""
@@ -92,33 +133,49 @@ class RawTable:
     malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (row number, raw text, reason)
 
 
-def read_table(path: Path) -> RawTable:
-    """Read a CSV or Parquet file as it is (CSV cells as text), or raise IngestError naming the file."""
-    name = path.name
+def read_table(path: Path, name: str | None = None) -> RawTable:
+    """Read a CSV or Parquet file as it is (CSV cells as text), or raise IngestError naming the file.
+
+    Args:
+        name: the file's name in messages (default: its own).
+    """
+    name = name or path.name
     if not path.exists():
         raise IngestError(f"{name}: file not found ({path})")
+    if not path.is_file():
+        raise IngestError(f"{name}: not a regular file")
     if path.stat().st_size == 0:
         raise IngestError(f"{name}: file is empty")
     with open(path, "rb") as handle:
         head = handle.read(8192)
     if path.suffix.lower() in (".parquet", ".pq") or head[:4] == b"PAR1":
         try:
-            frame = pq.read_table(path).to_pandas()
+            table = pq.read_table(path)
         except (pa.ArrowException, OSError) as exc:
-            raise IngestError(f"{name}: not a readable Parquet file ({exc})") from exc
+            raise IngestError(f"{name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+        _check_header(name, [str(c) for c in table.column_names])
+        frame = table.to_pandas()
         return RawTable(frame, np.arange(1, len(frame) + 1))
     if b"\x00" in head:
         raise IngestError(f"{name}: not a text table (binary content)")
-    return _read_csv_as_text(path)
+    return _read_csv_as_text(path, name)
 
 
-def _read_csv_as_text(path: Path) -> RawTable:
+def _check_header(name: str, header: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for column in header:
+        key = column.strip().lower()
+        if key in seen:
+            raise IngestError(f"{name}: column name {column.strip()!r} appears more than once in the header")
+        seen[key] = column
+
+
+def _read_csv_as_text(path: Path, name: str) -> RawTable:
     """Every cell as text (nothing guessed, empty stays empty), with Arrow's multi-threaded reader.
 
     Rows with the wrong number of fields are rare; when there are any, the file is read again with
     the csv module, which knows each row's number, so that they can be rejected one by one.
     """
-    name = path.name
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader([handle.readline()]), [])
@@ -127,16 +184,17 @@ def _read_csv_as_text(path: Path) -> RawTable:
     header = [h.strip() for h in header]
     if not header or header == [""]:
         raise IngestError(f"{name}: file is empty")
+    _check_header(name, header)
     ragged: list[str] = []
 
     def on_invalid(row: Any) -> str:
         ragged.append(row.text)
         return "skip"
 
-    try:
-        table = pa_csv.read_csv(
+    def read(block_size: int) -> pa.Table:
+        return pa_csv.read_csv(
             path,
-            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1),
+            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, block_size=block_size),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(
                 column_types={h: pa.string() for h in header},
@@ -144,17 +202,28 @@ def _read_csv_as_text(path: Path) -> RawTable:
                 quoted_strings_can_be_null=False,
             ),
         )
+
+    try:
+        try:
+            table = read(1 << 20)
+        except pa.ArrowInvalid as exc:
+            if "straddling" not in str(exc):
+                raise
+            # A row longer than a block: one block for the whole file (rows are then judged one by one).
+            ragged.clear()
+            table = read(min(path.stat().st_size + 1, (1 << 31) - 1))
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise IngestError(f"{name}: not a readable CSV table ({str(exc).splitlines()[0]})") from exc
     if not ragged:
         return RawTable(table.to_pandas(), np.arange(1, table.num_rows + 1))
-    return _read_csv_row_by_row(path, header)
+    return _read_csv_row_by_row(path, name, header)
 
 
-def _read_csv_row_by_row(path: Path, header: list[str]) -> RawTable:
+def _read_csv_row_by_row(path: Path, name: str, header: list[str]) -> RawTable:
     good: list[list[str]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, str, str]] = []
+    csv.field_size_limit(1 << 30)  # a field may be long; the row is judged, not the reader
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
@@ -164,7 +233,7 @@ def _read_csv_row_by_row(path: Path, header: list[str]) -> RawTable:
                 numbers.append(number)
             else:
                 why = f"wrong number of fields: {len(row)}, expected {len(header)}"
-                malformed.append((number, ",".join(row), f"{path.name} row {number}, {why}"))
+                malformed.append((number, ",".join(row), f"{name} row {number}, {why}"))
     frame = pd.DataFrame(good, columns=header, dtype=object)
     return RawTable(frame, np.asarray(numbers, dtype=np.int64), malformed)
 
@@ -181,21 +250,20 @@ def _resolve_columns(
         ]
         if missing:
             raise IngestError(f"{name}: missing column {', '.join(missing)}; found {list(frame.columns)}")
-        period_col = lookup[wanted["period"].lower()] if wanted["period"] else None
-        value_col = lookup[wanted["value"].lower()] if wanted["value"] else None
-        if period_col is None or value_col is None:
+        period_name, value_name = wanted["period"], wanted["value"]
+        if period_name is None or value_name is None:
             raise IngestError(f"{name}: the column mapping needs 'period' and 'value'")
-        sid_col = lookup[wanted["series_id"].lower()] if wanted["series_id"] else None
-        ids = frame[sid_col] if sid_col is not None else _constant_id(frame, series_id or stem)
-        return ids, period_col, value_col
+        sid_name = wanted["series_id"]
+        ids = frame[lookup[sid_name.lower()]] if sid_name else _constant_id(frame, series_id or stem)
+        return ids, lookup[period_name.lower()], lookup[value_name.lower()]
     for sid, period, value in _LONG_FORMS:
         if sid in lookup or (period in lookup and value in lookup):
-            missing = [c for c in (sid, period, value) if c not in lookup]
-            if sid in missing and series_id:
-                missing.remove(sid)
-            if missing:
+            missing_cols = [c for c in (sid, period, value) if c not in lookup]
+            if sid in missing_cols and series_id:
+                missing_cols.remove(sid)
+            if missing_cols:
                 raise IngestError(
-                    f"{name}: missing column {', '.join(repr(c) for c in missing)}; found {list(frame.columns)}"
+                    f"{name}: missing column {', '.join(repr(c) for c in missing_cols)}; found {list(frame.columns)}"
                 )
             ids = frame[lookup[sid]] if sid in lookup else _constant_id(frame, series_id or stem)
             return ids, lookup[period], lookup[value]
@@ -209,18 +277,36 @@ def _resolve_columns(
     )
 
 
+def _check_scalar(column: pd.Series, name: str, role: str) -> None:
+    """Refuse a column of lists, maps or structs (Parquet allows them): a field holds one value."""
+    if column.dtype != object or column.empty:
+        return
+    nested = column.map(lambda v: not (v is None or pd.api.types.is_scalar(v)))
+    if nested.any():
+        kind = type(column[nested].iloc[0]).__name__
+        raise IngestError(f"{name}: column {str(column.name)!r} ({role}) holds {kind} values, not single values")
+
+
 def _constant_id(frame: pd.DataFrame, series_id: str) -> pd.Series:
     return pd.Series([series_id] * len(frame), index=frame.index, dtype=object)
 
 
 def _parse_periods(column: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(column):
+    """Months (first of the month, datetime64) or NaT; the month is the wall-clock month as written."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        parsed = column.dt.tz_localize(None)  # local wall-clock time, not converted to UTC
+    elif pd.api.types.is_datetime64_any_dtype(column):
         parsed = pd.to_datetime(column)
-        if parsed.dt.tz is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
         text = column.astype(str).str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        except (ValueError, TypeError):  # offsets that differ from row to row
+            parsed = None
+        if parsed is None or isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            parsed = pd.to_datetime(text.str.replace(_OFFSET, r"\1", regex=True), errors="coerce", format="ISO8601")
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                parsed = parsed.dt.tz_localize(None)
     parsed = parsed.astype("datetime64[us]")
     in_range = (parsed.dt.year >= 1800) & (parsed.dt.year <= 2200)
     return pd.Series(parsed.where(in_range).dt.to_period("M").dt.to_timestamp().astype("datetime64[us]"))
@@ -235,7 +321,7 @@ def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = column.astype(str).str.strip()
         try:  # fast path: a clean column converts in one vectorised cast
             values = pd.Series(pc.cast(pa.array(text), pa.float64()).to_numpy(zero_copy_only=False), index=text.index)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             values = pd.to_numeric(text, errors="coerce").astype(float)
     reason = pd.Series(None, index=column.index, dtype=object)
     inf = np.isinf(values.to_numpy())
@@ -252,15 +338,27 @@ def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, reason
 
 
-def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, str] | None = None) -> Parsed:
-    """Parse one file into valid rows and rejected rows; raise IngestError when no row is usable."""
+def parse_file(
+    path: Path,
+    series_id: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> Parsed:
+    """Parse one file into valid rows and rejected rows; raise IngestError when no row is usable.
+
+    Args:
+        series_id: the id of a two-column file's series (default: the file name's stem).
+        name: the file's name, in messages and for the default series id (default: its own).
+    """
     path = Path(path)
-    name = path.name
-    raw = read_table(path)
+    name = name or path.name
+    raw = read_table(path, name)
     frame = raw.frame
     if frame.empty and not raw.malformed:
         raise IngestError(f"{name}: no data rows (header only)")
-    ids_raw, period_col, value_col = _resolve_columns(frame, name, columns, series_id, path.stem)
+    ids_raw, period_col, value_col = _resolve_columns(frame, name, columns, series_id, Path(name).stem)
+    for column, role in ((ids_raw, "series id"), (frame[period_col], "period"), (frame[value_col], "value")):
+        _check_scalar(column, name, role)
     row_number = raw.row_numbers
     n = len(frame) + len(raw.malformed)
 
@@ -273,6 +371,8 @@ def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, s
     reason[bad_id] = "field 'series_id': empty series id"
     long_id = ids.str.len() > MAX_SERIES_ID
     reason[long_id & reason.isna()] = f"field 'series_id': longer than {MAX_SERIES_ID} characters"
+    control = ids.str.contains(_CONTROL)
+    reason[control & reason.isna()] = "field 'series_id': holds a control character (NUL, line break, tab)"
     bad_period = periods.isna() & reason.isna()
     period_text = frame[period_col].astype(str)
     reason[bad_period] = "field 'period': not a valid month (YYYY-MM or YYYY-MM-DD, 1800-2200): " + (
@@ -326,17 +426,116 @@ def parse_file(path: Path, series_id: str | None = None, columns: Mapping[str, s
         rejected = pd.concat([structural, rejected], ignore_index=True).sort_values("row_number", ignore_index=True)
     if rows.empty:
         first = rejected["reason"].iloc[0] if len(rejected) else "no rows"
-        raise IngestError(f"{name}: no usable rows ({len(rejected)} rejected; first: {first})")
+        raise IngestError(f"{name}: no usable rows ({len(rejected)} rejected; first: {first})", rejected, n)
     return Parsed(rows=rows.drop(columns="row_number").reset_index(drop=True), rejected=rejected, rows_read=n)
 
 
+def _cell(value: Any) -> str:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
 def _raw_rows(frame: pd.DataFrame) -> list[str]:
-    return [",".join("" if pd.isna(v) else str(v) for v in row) for row in frame.itertuples(index=False)]
+    return [",".join(_cell(v) for v in row) for row in frame.itertuples(index=False)]
+
+
+# ----------------------------------------------------------------------------------------- received files
 
 
 def new_batch_id(sha256: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{sha256[:12]}-{uuid.uuid4().hex[:6]}"
+
+
+def inbox_files(paths: DataPaths) -> list[Path]:
+    """Entries waiting in the inbox, oldest first: files, and anything else there (links, folders), which
+    ingest refuses. Hidden and partial `.tmp-*` entries are ignored."""
+    if not paths.inbox.exists():
+        return []
+    entries = []
+    for entry in paths.inbox.iterdir():
+        if entry.name.startswith("."):
+            continue
+        try:
+            entries.append((entry.lstat().st_mtime, entry.name, entry))
+        except FileNotFoundError:  # taken away meanwhile
+            continue
+    return [entry for _, _, entry in sorted(entries)]
+
+
+def _in_inbox(source: Path, paths: DataPaths) -> bool:
+    try:
+        return source.absolute().parent.resolve() == paths.inbox.resolve()
+    except OSError:
+        return False
+
+
+def _not_regular(source: Path) -> str | None:
+    """Why an inbox entry is refused (checked without following it), or None for a regular file."""
+    mode = source.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if not stat.S_ISREG(mode):
+        return "a special file (pipe, socket or device)"
+    return None
+
+
+def _refuse(engine: Engine, paths: DataPaths, source: Path, what: str) -> BatchReport:
+    """Record an inbox entry that is not a regular file and move it (the entry itself) out of the inbox."""
+    batch_id = new_batch_id(hashlib.sha256(str(source).encode()).hexdigest())
+    paths.refused.mkdir(parents=True, exist_ok=True)
+    target = paths.refused / f"{batch_id}-{safe_name(source.stem)}{safe_suffix(source.name)}"
+    error = f"{source.name}: refused: {what}, not a regular file; moved to {target}"
+    store.record_batch(
+        engine,
+        {
+            "batch_id": batch_id,
+            "source": str(source),
+            "archive_path": str(target),
+            "sha256": "",
+            "received_at": store.utcnow(),
+            "status": "refused",
+            "error": error,
+        },
+    )
+    os.rename(source, target)  # renames the link or folder, never what a link points to
+    log.warning("%s", error)
+    return BatchReport(batch_id, str(source), "refused", error=error, archive_path=str(target))
+
+
+def _archive(source: Path, paths: DataPaths, no_follow: bool) -> tuple[str, str, Path]:
+    """Copy a received file into the archive, hashing it on the way: (sha256, batch id, archived path).
+
+    Read through one descriptor opened without following links (for inbox entries) and checked to be a
+    regular file, so what is archived is what was checked.
+    """
+    flags = os.O_RDONLY | (os.O_NOFOLLOW if no_follow and hasattr(os, "O_NOFOLLOW") else 0)
+    fd = os.open(source, flags | getattr(os, "O_NONBLOCK", 0))
+    digest = hashlib.sha256()
+    paths.archive.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise IngestError(f"{source.name}: not a regular file")
+        out_fd, tmp_name = tempfile.mkstemp(prefix=".tmp-receiving-", dir=paths.archive)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(out_fd, "wb") as out:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, file_mode())
+            sha = digest.hexdigest()
+            batch_id = new_batch_id(sha)
+            target = paths.archive / f"{batch_id}-{safe_name(source.stem)}{safe_suffix(source.name)}"
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return sha, batch_id, target
 
 
 def ingest_file(
@@ -348,62 +547,78 @@ def ingest_file(
 ) -> BatchReport:
     """Archive one received file, then store its rows (or record why not). Never loses the file.
 
-    Files taken from the inbox leave it once recorded; any other source is left where it is.
-    Raises IngestError (after archiving and recording) when the file as a whole is unusable.
+    Files taken from the inbox leave it once their batch row is committed; any other source is left where it
+    is. Inbox entries that are not regular files (links, folders) are refused and moved to `refused/`.
+
+    Raises:
+        IngestError: the file as a whole is unusable (archived and recorded as rejected first).
+        IngestFailure: anything else went wrong (recorded as failed where the database still answers); the
+            file stays where it was.
     """
     source = Path(source)
-    sha = sha256_file(source)
-    batch_id = new_batch_id(sha)
-    archived = atomic_copy(source, paths.archive / f"{batch_id}-{safe_name(source.stem)}{source.suffix.lower()}")
-    batch = {
-        "batch_id": batch_id,
-        "source": str(source),
-        "archive_path": str(archived),
-        "sha256": sha,
-        "received_at": store.utcnow(),
-    }
-    from_inbox = source.resolve().parent == paths.inbox.resolve()
+    from_inbox = _in_inbox(source, paths)
+    if from_inbox:
+        what = _not_regular(source)
+        if what is not None:
+            return _refuse(engine, paths, source, what)
+    elif not source.exists():
+        raise IngestError(f"{source.name}: file not found ({source})")
+    recorded = False
+    batch: dict[str, Any] = {}
     try:
-        earlier = store.find_applied_batch(engine, sha)
-        if earlier is not None:
-            parsed_rows = 0
-            with contextlib.suppress(IngestError):
-                parsed_rows = parse_file(source, series_id, columns).rows_read
+        sha, batch_id, archived = _archive(source, paths, no_follow=from_inbox)
+        batch = {
+            "batch_id": batch_id,
+            "source": str(source),
+            "archive_path": str(archived),
+            "sha256": sha,
+            "received_at": store.utcnow(),
+        }
+        try:
+            parsed = parse_file(archived, series_id, columns, name=source.name)
+        except IngestError as exc:
             store.record_batch(
                 engine,
                 {
                     **batch,
-                    "status": "duplicate",
-                    "rows_read": parsed_rows,
-                    "rows_unchanged": parsed_rows,
-                    "error": f"same content as batch {earlier}",
+                    "status": "rejected",
+                    "error": str(exc),
+                    "rows_read": exc.rows_read,
+                    "rows_rejected": 0 if exc.rejected is None else len(exc.rejected),
                 },
+                exc.rejected,
             )
-            log.info("%s: same content as batch %s, nothing changed", source.name, earlier)
-            return BatchReport(
-                batch_id,
-                str(source),
-                "duplicate",
-                rows_read=parsed_rows,
-                rows_unchanged=parsed_rows,
-                archive_path=str(archived),
-                error=f"same content as batch {earlier}",
-            )
-        try:
-            parsed = parse_file(source, series_id, columns)
-        except IngestError as exc:
-            store.record_batch(engine, {**batch, "status": "rejected", "error": str(exc)})
+            recorded = True
             exc.batch_id = batch_id
             raise
         counts = store.apply_batch(engine, {**batch, "rows_read": parsed.rows_read}, parsed.rows, parsed.rejected)
-        report = BatchReport(
-            batch_id,
-            str(source),
-            "applied",
-            archive_path=str(archived),
-            series=sorted(parsed.rows["series_id"].unique().tolist()),
-            **counts.__dict__,
-        )
+        recorded = True
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise _failed(engine, source, batch, exc, from_inbox) from exc
+    finally:
+        if from_inbox and recorded:
+            # Recorded one way or another, and safe in the archive: the inbox copy can go.
+            source.unlink(missing_ok=True)
+    series = sorted(parsed.rows["series_id"].unique().tolist())
+    error = f"same rows as batch {counts.duplicate_of}" if counts.duplicate_of else None
+    report = BatchReport(
+        batch["batch_id"],
+        str(source),
+        counts.status,
+        rows_read=counts.rows_read,
+        rows_inserted=counts.rows_inserted,
+        rows_updated=counts.rows_updated,
+        rows_unchanged=counts.rows_unchanged,
+        rows_rejected=counts.rows_rejected,
+        error=error,
+        archive_path=str(batch["archive_path"]),
+        series=series,
+    )
+    if counts.duplicate_of:
+        log.info("%s: same rows as batch %s, nothing changed", source.name, counts.duplicate_of)
+    else:
         log.info(
             "%s: %d rows read, %d inserted, %d updated, %d unchanged, %d rejected",
             source.name,
@@ -413,19 +628,22 @@ def ingest_file(
             report.rows_unchanged,
             report.rows_rejected,
         )
-        return report
-    finally:
-        if from_inbox:
-            # Recorded one way or another, and safe in the archive: the inbox copy can go.
-            source.unlink(missing_ok=True)
+    return report
 
 
-def inbox_files(paths: DataPaths) -> list[Path]:
-    """Files waiting in the inbox, oldest first (hidden and partial `.tmp-*` files are ignored)."""
-    if not paths.inbox.exists():
-        return []
-    files = [p for p in paths.inbox.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+def _failed(engine: Engine, source: Path, batch: dict[str, Any], exc: Exception, from_inbox: bool) -> IngestFailure:
+    """Record an unexpected failure (if the database still answers) and say, in one line, that the file stays."""
+    reason = one_line(exc)
+    where = "left in the inbox" if from_inbox else "left where it is"
+    message = f"{source.name}: not ingested ({reason}); the file is {where}, and the next run tries again"
+    batch_id = str(batch.get("batch_id", ""))
+    if batch_id:
+        try:
+            store.record_batch(engine, {**batch, "status": "failed", "error": message})
+        except Exception as record_exc:  # the database is what failed: nothing more to record
+            log.debug("could not record the failed batch: %s", one_line(record_exc))
+    log.error("%s", message)
+    return IngestFailure(message, batch_id)
 
 
 def ingest_files(
@@ -435,7 +653,7 @@ def ingest_files(
     series_id: str | None = None,
     columns: Mapping[str, str] | None = None,
 ) -> list[BatchReport]:
-    """Ingest several files; a file-level failure is reported as a rejected batch, the rest go on."""
+    """Ingest several files; a file that is rejected or fails is reported as such and the rest go on."""
     reports = []
     for source in sources:
         try:
@@ -443,6 +661,8 @@ def ingest_files(
         except IngestError as exc:
             log.error("%s", exc)
             reports.append(BatchReport(exc.batch_id, str(source), "rejected", error=str(exc)))
+        except IngestFailure as exc:
+            reports.append(BatchReport(exc.batch_id, str(source), "failed", error=str(exc)))
     return reports
 
 

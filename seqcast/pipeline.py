@@ -50,7 +50,7 @@ def fail_run(config: RunConfig, run_id: str, exc: BaseException) -> None:
     """Mark a run failed with the reason (its partial results were never published)."""
     engine = store.open_engine(config.database_url())
     try:
-        store.finish_run_failed(engine, run_id, f"{type(exc).__name__}: {exc}")
+        store.finish_run(engine, run_id, "failed", f"{type(exc).__name__}: {exc}")
     finally:
         engine.dispose()
 
@@ -82,12 +82,18 @@ def ingest_stage(config: RunConfig) -> dict[str, Any]:
     engine = store.open_engine(config.database_url())
     try:
         sources = [Path(s) for s in config.sources] + ingest.inbox_files(paths)
-        if not sources and config.use_bundled_demo and store.count_observations(engine) == 0:
+        # The demo only for a store that never received anything (a failed file is not "nothing").
+        if not sources and config.use_bundled_demo and store.count_batches(engine) == 0:
             sources = [ingest.bundled_series_path()]
         reports = ingest.ingest_files(engine, paths, sources, series_id=config.series_id)
         store_id, version = store.store_identity(engine)
     finally:
         engine.dispose()
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:
+        # Raised, so that an orchestrator retries the stage (the files are still where they were).
+        first = failed[0].error or failed[0].source
+        raise ingest.IngestFailure(f"{len(failed)} file(s) not ingested; first: {first}")
     batches = [asdict(r) for r in reports]
     return {
         "batches": batches,
@@ -435,11 +441,9 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def _redact(url: str) -> str:
+def _redact(url: Any) -> str:
     """A database URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return store.redacted(url)
 
 
 def charts_stage(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Before any prefect import: a private home and result store, no server from the environment.
@@ -117,3 +121,37 @@ def panel_csv(tmp_path: Path) -> Path:
     frame = synthetic_panel(3)
     frame.assign(period=frame["period"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
     return path
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A small file system of its own at `folder` (a tmpfs; mounting needs root, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs and needs root (CI runs as root); run it as root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@contextmanager
+def read_only_copy(source: Path, target: Path) -> Iterator[Path]:
+    """A copy of a folder that cannot be written: permissions for a user, a read-only mount for root (whom
+    permissions do not stop)."""
+    if os.geteuid() == 0:
+        with mounted_tmpfs(target, "64m"):
+            shutil.copytree(source, target, dirs_exist_ok=True)
+            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+            yield target
+        return
+    shutil.copytree(source, target)
+    paths = [p for p in target.rglob("*")] + [target]
+    for path in paths:
+        path.chmod(stat.S_IRUSR | stat.S_IXUSR if path.is_dir() else stat.S_IRUSR)
+    try:
+        yield target
+    finally:
+        for path in paths:
+            path.chmod(stat.S_IRWXU)

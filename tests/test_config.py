@@ -27,8 +27,22 @@ def test_defaults_and_database_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("SEQCAST_CONFIG", str(tmp_path / "absent.toml"))
     config = load_config()
     assert (config.models, config.horizon, config.holdout, config.preset) == (["lstm"], 12, 12, "default")
-    assert config.database_url() == f"sqlite:///{Path('seqcast-data') / 'seqcast.db'}"
+    assert str(config.database_url()) == f"sqlite:///{Path('seqcast-data') / 'seqcast.db'}"
     assert load_config(db_url="postgresql+psycopg://u@h/db").database_url() == "postgresql+psycopg://u@h/db"
+
+
+def test_a_data_folder_with_url_characters_keeps_its_database_inside(tmp_path: Path) -> None:
+    from seqcast import store
+
+    folder = tmp_path / "odd?name%41#x"
+    config = RunConfig(data_dir=str(folder))
+    engine = store.engine(config.database_url())
+    try:
+        assert Path(engine.url.database or "") == folder / "seqcast.db"
+    finally:
+        store.dispose()
+    assert (folder / "seqcast.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd?name%41#x"]
 
 
 def test_settings_are_validated_and_frozen() -> None:

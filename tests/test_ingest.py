@@ -178,7 +178,7 @@ def test_same_file_twice_changes_nothing_and_says_so(env, tmp_path: Path) -> Non
     ingest.ingest_file(engine, paths, src)
     _, version = store.store_identity(engine)
     again = ingest.ingest_file(engine, paths, src)
-    assert again.status == "duplicate" and "same content" in (again.error or "")
+    assert again.status == "duplicate" and "same rows as batch" in (again.error or "")
     assert store.store_identity(engine)[1] == version
     assert rows_of(engine, "SELECT status FROM ingest_batches ORDER BY received_at") == [
         ("applied",),

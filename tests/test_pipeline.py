@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from seqcast import pipeline, store
+from seqcast import pipeline
 from seqcast.config import RunConfig
 from seqcast.lock import RunInProgress, run_lock
 from tests.conftest import FAST, synthetic_panel
@@ -106,14 +106,16 @@ def test_a_failed_publish_leaves_no_partial_run(panel_config: RunConfig, monkeyp
     db = Path(panel_config.data_dir) / "seqcast.db"
     published = query(db, "SELECT run_id, period, yhat FROM latest_forecasts ORDER BY period")
 
-    real_insert = store._insert
+    from seqcast.store import writes
+
+    real_insert = writes.insert
 
     def insert_then_fail(conn, table, records, chunk=20_000):
         real_insert(conn, table, records, chunk)
         if table.name == "forecasts":
             raise OSError("disk full")
 
-    monkeypatch.setattr(store, "_insert", insert_then_fail)
+    monkeypatch.setattr(writes, "insert", insert_then_fail)
     (Path(panel_config.data_dir) / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
     with pytest.raises(OSError, match="disk full"):
         pipeline.run_pipeline(panel_config)

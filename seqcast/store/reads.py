@@ -1,0 +1,92 @@
+"""Every read of the store. Queries are SQLAlchemy expressions or fixed text with bound parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from seqcast.store.schema import meta_table, model_runs, observations
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    value = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
+    return None if value is None else str(value)
+
+
+def store_identity(engine: Engine) -> tuple[str, int]:
+    """(store_id, data_version): changes whenever observations change, so it can key caches."""
+    with engine.connect() as conn:
+        return str(get_meta(conn, "store_id")), int(get_meta(conn, "data_version") or 0)
+
+
+def load_observations(engine: Engine, series_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Observations as a long frame (series_id, period, value, is_filled), sorted."""
+    query = sa.select(
+        observations.c.series_id, observations.c.period, observations.c.value, observations.c.is_filled
+    ).order_by(observations.c.series_id, observations.c.period)
+    if series_ids is not None:
+        query = query.where(observations.c.series_id.in_(list(series_ids)))
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=["series_id", "period", "value", "is_filled"])
+    frame["series_id"] = frame["series_id"].astype(object)
+    frame["period"] = pd.to_datetime(frame["period"]).astype("datetime64[us]")
+    frame["value"] = frame["value"].astype(float)
+    frame["is_filled"] = frame["is_filled"].astype(bool)
+    return frame
+
+
+def count_observations(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(observations)).scalar() or 0)
+
+
+def count_batches(engine: Engine) -> int:
+    from seqcast.store.schema import ingest_batches
+
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(ingest_batches)).scalar() or 0)
+
+
+def known_model_ids(engine: Engine, ids: list[str]) -> set[str]:
+    """Which of these model ids are already recorded in model_runs."""
+    with engine.connect() as conn:
+        return known_model_ids_in(conn, ids)
+
+
+def known_model_ids_in(conn: Connection, ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        known |= {
+            str(m)
+            for m in conn.execute(sa.select(model_runs.c.model_id).where(model_runs.c.model_id.in_(part))).scalars()
+        }
+    return known
+
+
+def read_query(
+    engine: Engine, query: sa.Select[Any] | sa.TextClause, params: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Run a read-only query (an expression, or fixed SQL text with bound parameters) into a frame."""
+    with engine.connect() as conn:
+        result = conn.execute(query, params or {})
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def read_table(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """`read_query` of fixed SQL text."""
+    return read_query(engine, sa.text(sql), params)
+
+
+def latest(engine: Engine, view: str, series_id: str | None = None) -> pd.DataFrame:
+    """The rows of a `latest_*` view, for one series or all; ordered for reading."""
+    table = sa.table(view, sa.column("series_id"), sa.column("period"), sa.column("model_kind"))
+    order = ["series_id", "period"] if view == "latest_forecasts" else ["series_id", "model_kind"]
+    query = sa.select(sa.text("*")).select_from(table).order_by(*(table.c[c] for c in order))
+    if series_id is not None:
+        query = query.where(table.c.series_id == series_id)
+    return read_query(engine, query)
