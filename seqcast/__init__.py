@@ -7,7 +7,11 @@ command line's light commands) stay fast and torch is only loaded by what trains
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# A library logs; the application decides where records go (the CLI prints its own lines, Prefect ships them).
+logging.getLogger("seqcast").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -55,7 +55,8 @@ def safe_suffix(name: str) -> str:
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success it is renamed over `target`.
 
-    The file gets the mode the umask gives new files. A crash leaves at worst a `.tmp-*` file that nothing reads, never a truncated `target`.
+    The file gets the mode the umask gives new files. A crash leaves at worst a `.tmp-*` file that nothing
+    reads, never a truncated `target`.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name[:40]}-", dir=target.parent)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-import logging
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
+import click
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from seqcast.config import RunConfig, load_config
+from seqcast.errors import one_line
 from seqcast.lock import RunInProgress, run_lock
 
 app = typer.Typer(
@@ -23,24 +29,46 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # one-line errors stay on one line
+# No markup: series ids and file names are printed as they are (`[/]` is an id, not a style).
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)  # one-line errors stay on one line
 
 DataDir = typer.Option(None, "--data-dir", help="Data folder [env SEQCAST_DATA_DIR; default ./seqcast-data].")
 DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [env SEQCAST_DB_URL; default SQLite in the data folder].")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(Text.assemble(("error:", "bold red"), " ", " ".join(str(message).split())))
     raise typer.Exit(code)
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def command(fn: F) -> F:
+    """A command whose every failure ends in one line on stderr and a non-zero exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", code=130)
+        except Exception as exc:
+            _fail(f"{fn.__name__} failed: {one_line(exc)}")
+
+    app.command()(wrapper)
+    return fn
 
 
 def _config(**overrides: Any) -> RunConfig:
     try:
         return load_config(**overrides)
-    except Exception as exc:  # pydantic validation errors: show the first line
-        _fail(f"invalid settings: {str(exc).splitlines()[0]} ({exc})")
-        raise
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        _fail(f"invalid settings: {'; '.join(problems)}")
 
 
 def _prefect_env() -> None:
@@ -50,7 +78,7 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
-@app.command()
+@command
 def run(
     source: list[Path] = typer.Option(None, "--source", "-s", help="File to ingest (repeatable)."),
     model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [default lstm]."),
@@ -155,7 +183,7 @@ def run(
     except RunInProgress as exc:
         _fail(str(exc))
     except Exception as exc:
-        _fail(f"run failed: {type(exc).__name__}: {exc}")
+        _fail(f"run failed: {one_line(exc)}")
     finally:
         progress.set_reporter(None)
 
@@ -271,7 +299,7 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | No
     console.print(table)
 
 
-@app.command()
+@command
 def ingest(
     files: list[Path] = typer.Argument(..., help="CSV or Parquet files."),
     series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
@@ -281,50 +309,41 @@ def ingest(
     """Ingest files now (archived, validated row by row, revisions recorded); no training."""
     from seqcast import ingest as ingest_mod
     from seqcast import store
+    from seqcast.report import batch_line
 
     config = _config(data_dir=data_dir, db_url=db_url)
+    for file in files:
+        if not file.exists() and not file.is_symlink():
+            _fail(f"{file.name}: file not found ({file})")
     paths = config.paths().create()
-    engine = store.open_engine(config.database_url())
-    failed = []
-    try:
-        for file in files:
-            try:
-                report = ingest_mod.ingest_file(engine, paths, file, series_id=series_id)
-            except ingest_mod.IngestError as exc:
-                failed.append(str(exc))
-                err.print(f"rejected  {exc}", highlight=False)
-                continue
-            if report.status == "duplicate":
-                console.print(f"{file.name}: already ingested ({report.error}); nothing changed", highlight=False)
-            else:
-                console.print(
-                    f"{file.name}: {report.rows_read} rows, {report.rows_inserted} new, {report.rows_updated} "
-                    f"revised, {report.rows_unchanged} unchanged, {report.rows_rejected} rejected "
-                    f"(batch {report.batch_id})",
-                    highlight=False,
-                )
-    finally:
-        engine.dispose()
-    if failed:
-        _fail(failed[0] if len(failed) == 1 else f"{len(failed)} files rejected; first: {failed[0]}")
+    reports = ingest_mod.ingest_files(store.engine(config.database_url()), paths, files, series_id=series_id)
+    problems = [r for r in reports if r.status not in ("applied", "duplicate")]
+    for report in reports:
+        if report.status in ("applied", "duplicate"):
+            console.print(batch_line(asdict(report)))
+        elif len(problems) > 1:  # (a single one is the error line)
+            err.print(batch_line(asdict(report)))
+    if problems:
+        first = problems[0].error or problems[0].source
+        _fail(first if len(problems) == 1 else f"{len(problems)} of {len(reports)} files not ingested; first: {first}")
 
 
-def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str | None) -> None:
+def _reader(data_dir: str | None, db_url: str | None) -> Any:
+    """A read-only engine on the configured database (works on a read-only copy of a data folder)."""
     from seqcast import store
 
     config = _config(data_dir=data_dir, db_url=db_url)
     if config.db_url is None and not config.paths().database.exists():
         _fail(f"no database at {config.paths().database}: run `seqcast run` first")
-    engine = store.open_engine(config.database_url())
+    return store.reader(config.database_url())
+
+
+def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str | None) -> None:
+    from seqcast import store
+
+    engine = _reader(data_dir, db_url)
     try:
-        # Fixed SQL text per view; the series filter is a bound parameter.
-        sql = {
-            "latest_forecasts": "SELECT * FROM latest_forecasts WHERE (:sid IS NULL OR series_id = :sid) "
-            "ORDER BY series_id, period",
-            "latest_metrics": "SELECT * FROM latest_metrics WHERE (:sid IS NULL OR series_id = :sid) "
-            "ORDER BY series_id, model_kind",
-        }[view]
-        frame = store.read_table(engine, sql, {"sid": series})
+        frame = store.latest(engine, view, series)
     finally:
         engine.dispose()
     if frame.empty:
@@ -347,7 +366,7 @@ def _human(column: str, value: Any) -> str:
     return str(value)
 
 
-@app.command()
+@command
 def forecasts(
     series: str = typer.Option(None, "--series", help="Only this series."),
     data_dir: str = DataDir,
@@ -357,7 +376,7 @@ def forecasts(
     _query_view("latest_forecasts", series, data_dir, db_url)
 
 
-@app.command()
+@command
 def metrics(
     series: str = typer.Option(None, "--series", help="Only this series."),
     data_dir: str = DataDir,
@@ -367,7 +386,7 @@ def metrics(
     _query_view("latest_metrics", series, data_dir, db_url)
 
 
-@app.command()
+@command
 def backtest(
     source: Path = typer.Option(None, "--source", "-s", help="File to backtest [the stored observations]."),
     model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [lstm]."),
@@ -442,28 +461,38 @@ def backtest(
     )
 
 
-@app.command()
+@command
 def report(
     run_id: str = typer.Option(None, "--run-id", help="A completed run [latest]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
-    """Write the static HTML page of a run (tables and plots) into the data folder's reports/."""
+    """Write the static HTML page of a run (tables and plots) into the data folder's reports/.
+
+    In a read-only data folder the page is written to the current folder instead.
+    """
     from seqcast import pipeline
     from seqcast.report import write_html
 
     config = _config(data_dir=data_dir, db_url=db_url)
-    if config.db_url is None and not config.paths().database.exists():
-        _fail(f"no database at {config.paths().database}: run `seqcast run` first")
+    engine = _reader(data_dir, db_url)
     try:
-        outcome = pipeline.outcome_from_store(config, run_id)
+        outcome = pipeline.outcome_from_store(engine, config, run_id)
     except LookupError as exc:
         _fail(str(exc))
-    page = write_html(outcome, config.paths().create().reports.resolve())
-    console.print(f"report    {page}", highlight=False)
+    finally:
+        engine.dispose()
+    reports = config.paths().reports
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+        page = write_html(outcome, reports.resolve())
+    except OSError as exc:
+        page = write_html(outcome, Path.cwd())
+        console.print(f"note      the data folder cannot be written ({one_line(exc)}); page written here")
+    console.print(f"report    {page}")
 
 
-@app.command()
+@command
 def serve(
     cron: str = typer.Option(None, "--cron", help="Cron schedule [0 6 1 * *: 06:00 on the 1st]."),
     timezone: str = typer.Option(None, "--timezone", help="Timezone of the schedule [UTC]."),
@@ -493,7 +522,6 @@ def serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    logging.basicConfig(level=logging.WARNING)
     app()
 
 

@@ -34,6 +34,7 @@ import shutil
 import stat
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from sqlalchemy.engine import Engine
 from seqcast import store
 from seqcast._files import file_mode, safe_name, safe_suffix
 from seqcast.config import DataPaths
+from seqcast.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +117,6 @@ class BatchReport:
     @property
     def changed(self) -> int:
         return self.rows_inserted + self.rows_updated
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    first = (str(exc).strip().splitlines() or [""])[0].strip()
-    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -300,10 +295,12 @@ def _parse_periods(column: pd.Series) -> pd.Series:
     else:
         text = column.astype(str).str.strip()
         try:
-            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError):  # offsets that differ from row to row
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FutureWarning)  # pandas' warning on offsets differing by row
+                parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        except (ValueError, TypeError, FutureWarning):
             parsed = None
-        if parsed is None or isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        if parsed is None or not isinstance(parsed.dtype, np.dtype):  # an offset or Z: keep the wall clock
             parsed = pd.to_datetime(text.str.replace(_OFFSET, r"\1", regex=True), errors="coerce", format="ISO8601")
             if isinstance(parsed.dtype, pd.DatetimeTZDtype):
                 parsed = parsed.dt.tz_localize(None)

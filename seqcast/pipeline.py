@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from seqcast import forecast as fc
 from seqcast import ingest, lake, plots, progress, store, workers
@@ -584,33 +585,38 @@ def for_refs(results: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[
     return [r for r in results if r["series_id"] in wanted]
 
 
-def outcome_from_store(config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
+def outcome_from_store(engine: Any, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
     """Rebuild a completed run's outcome from the database (for `seqcast report`); latest by default."""
-    engine = store.open_engine(config.database_url())
-    try:
-        runs = store.read_table(
-            engine,
-            "SELECT run_id, started_at, finished_at, new_observations FROM pipeline_runs "
-            "WHERE status = 'completed' AND (:rid IS NULL OR run_id = :rid) ORDER BY started_at DESC LIMIT 1",
-            {"rid": run_id},
-        )
-        if runs.empty:
-            raise LookupError(f"no completed run {run_id!r}" if run_id else "no completed run yet")
-        run = runs.iloc[0]
-        rid = {"rid": run["run_id"]}
-        metrics = store.read_table(engine, "SELECT * FROM metrics WHERE run_id = :rid", rid)
-        forecasts = store.read_table(engine, "SELECT * FROM forecasts WHERE run_id = :rid AND is_champion", rid)
-        status = store.read_table(
-            engine, "SELECT series_id, status, reason FROM series_status WHERE run_id = :rid", rid
-        )
-        batches = store.read_table(
-            engine,
-            "SELECT * FROM ingest_batches WHERE received_at BETWEEN :start AND :end ORDER BY received_at",
-            {"start": run["started_at"], "end": run["finished_at"]},
-        )
-    finally:
-        engine.dispose()
-    folder = (config.paths().plots / str(run["run_id"])).resolve()
+    from seqcast.store import schema
+
+    runs_t = schema.pipeline_runs
+    query = sa.select(runs_t.c.run_id, runs_t.c.started_at, runs_t.c.finished_at, runs_t.c.new_observations).where(
+        runs_t.c.status == "completed"
+    )
+    if run_id is not None:
+        query = query.where(runs_t.c.run_id == run_id)
+    runs = store.read_query(engine, query.order_by(runs_t.c.started_at.desc()).limit(1))
+    if runs.empty:
+        raise LookupError(f"no completed run {run_id!r}" if run_id else "no completed run yet")
+    run = runs.iloc[0]
+    rid = str(run["run_id"])
+    metrics = store.read_query(engine, sa.select(schema.metrics).where(schema.metrics.c.run_id == rid))
+    forecasts_t = schema.forecasts
+    forecasts = store.read_query(
+        engine, sa.select(forecasts_t).where(forecasts_t.c.run_id == rid, forecasts_t.c.is_champion.is_(True))
+    )
+    status_t = schema.series_status
+    status = store.read_query(
+        engine, sa.select(status_t.c.series_id, status_t.c.status, status_t.c.reason).where(status_t.c.run_id == rid)
+    )
+    batches_t = schema.ingest_batches
+    batches = store.read_query(
+        engine,
+        sa.select(batches_t)
+        .where(batches_t.c.received_at.between(run["started_at"], run["finished_at"]))
+        .order_by(batches_t.c.received_at),
+    )
+    folder = (config.paths().plots / rid).resolve()
 
     def records(frame: pd.DataFrame, dates: tuple[str, ...]) -> list[dict[str, Any]]:
         out = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -620,7 +626,7 @@ def outcome_from_store(config: RunConfig, run_id: str | None = None) -> dict[str
         return [{str(k): v for k, v in row.items()} for row in out]
 
     return {
-        "run_id": str(run["run_id"]),
+        "run_id": rid,
         "new_observations": int(run["new_observations"]),
         "revised_observations": int(batches["rows_updated"].sum()) if len(batches) else 0,
         "batches": records(batches, ("received_at",)),
@@ -630,6 +636,7 @@ def outcome_from_store(config: RunConfig, run_id: str | None = None) -> dict[str
             {"series_id": r.series_id, "reason": r.reason}
             for r in status[status["status"].isin(["skipped", "failed"])].itertuples()
         ],
+        "champions": {str(m["series_id"]): str(m["model_kind"]) for m in records(metrics, ()) if m["is_champion"]},
         "metrics": records(metrics, ("holdout_start", "holdout_end")),
         "forecasts": records(forecasts, ("origin", "period")),
         "plots": sorted(str(p) for p in folder.glob("*.png")) if folder.exists() else [],

@@ -93,20 +93,25 @@ def forecast_table(outcome: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def batch_line(b: dict[str, Any]) -> str:
+    """One line on what became of a received file (a `BatchReport` as a dict)."""
+    name = Path(str(b["source"])).name
+    series = b.get("series") or []
+    named = f" (series {series[0]})" if len(series) == 1 else (f" ({len(series)} series)" if series else "")
+    if b["status"] == "applied":
+        return (
+            f"{name}: {b['rows_read']} rows read, {b['rows_inserted']} new, {b['rows_updated']} revised, "
+            f"{b['rows_unchanged']} unchanged, {b['rows_rejected']} rejected{named}"
+        )
+    if b["status"] == "duplicate":
+        return f"{name}: already ingested ({b['error']}); nothing changed{named}"
+    if b["status"] == "rejected":
+        return f"rejected: {b['error']}"
+    return str(b["error"])  # refused or failed: the reason names the file
+
+
 def ingest_lines(outcome: dict[str, Any]) -> list[str]:
-    lines = []
-    for b in outcome["batches"]:
-        name = b["source"].rsplit("/", 1)[-1]
-        if b["status"] == "applied":
-            lines.append(
-                f"{name}: {b['rows_read']} rows read, {b['rows_inserted']} new, {b['rows_updated']} revised, "
-                f"{b['rows_unchanged']} unchanged, {b['rows_rejected']} rejected"
-            )
-        elif b["status"] == "duplicate":
-            lines.append(f"{name}: already ingested ({b['error']}); nothing changed")
-        else:
-            lines.append(f"{name}: rejected: {b['error']}")
-    return lines or ["no new files"]
+    return [batch_line(b) for b in outcome["batches"]] or ["no new files"]
 
 
 def summary_markdown(outcome: dict[str, Any]) -> str:

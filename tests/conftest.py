@@ -60,23 +60,36 @@ def postgres_server() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path):
-    """Each test gets an empty database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
+@contextmanager
+def fresh_pg_database(server: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server, dropped afterwards; yields its URL."""
     import sqlalchemy as sa
 
-    server = request.getfixturevalue("postgres_server")
     name = f"seqcast_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")  # name is generated here, never user input
-    yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    try:
+        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each test gets an empty database: a SQLite file, or a fresh PostgreSQL database."""
+    from seqcast import store
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        yield url
+        store.dispose(url)
+        return
+    with fresh_pg_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+        store.dispose(url)  # before the database is dropped
 
 
 @pytest.fixture

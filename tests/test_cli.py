@@ -28,7 +28,7 @@ def test_ingest_reports_counts_duplicates_and_rejects(tmp_path: Path, data: list
     good.write_text("series_id,period,value\nshop-1,2024-01,10\nshop-1,2024-02,oops\n")
     result = runner.invoke(app, ["ingest", str(good), *data])
     assert result.exit_code == 0, result.output
-    assert "2 rows, 1 new, 0 revised, 0 unchanged, 1 rejected" in result.output
+    assert "2 rows read, 1 new, 0 revised, 0 unchanged, 1 rejected (series shop-1)" in result.output
 
     again = runner.invoke(app, ["ingest", str(good), *data])
     assert again.exit_code == 0 and "already ingested" in again.output

@@ -84,6 +84,8 @@ def read_table(engine: Engine, sql: str, params: dict[str, Any] | None = None) -
 
 def latest(engine: Engine, view: str, series_id: str | None = None) -> pd.DataFrame:
     """The rows of a `latest_*` view, for one series or all; ordered for reading."""
+    if view not in ("latest_forecasts", "latest_metrics"):
+        raise ValueError(f"unknown view {view!r}")
     table = sa.table(view, sa.column("series_id"), sa.column("period"), sa.column("model_kind"))
     order = ["series_id", "period"] if view == "latest_forecasts" else ["series_id", "model_kind"]
     query = sa.select(sa.text("*")).select_from(table).order_by(*(table.c[c] for c in order))
