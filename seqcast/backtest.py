@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast import processes
+from seqcast._files import atomic_write
 from seqcast.config import ModelConfig
 from seqcast.evaluate import score, seasonal_naive, selection_score
 from seqcast.forecast import BASELINE, conformal_interval
@@ -165,3 +167,23 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return table.sort_values("mean_mase")
+
+
+#: CSV columns of `seqcast backtest --output`.
+CSV_COLUMNS = ["series_id", "model_kind", "origin", "period", "step", "yhat", "y", "yhat_lower", "yhat_upper"]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet shows as text: a leading `=`, `+`, `-`, `@`, tab or carriage return would make it a
+    formula (`=cmd|...`), so such a cell is prefixed with an apostrophe, as spreadsheets themselves do."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_csv(forecasts: pd.DataFrame, path: Path) -> Path:
+    """Write a backtest's forecasts (one row per series, model, origin and step), text cells made safe to open
+    in a spreadsheet."""
+    out = forecasts[CSV_COLUMNS].copy()
+    for column in ("series_id", "model_kind"):
+        out[column] = out[column].astype(str).map(spreadsheet_safe)
+    return atomic_write(Path(path), lambda tmp: out.to_csv(tmp, index=False))

@@ -140,6 +140,14 @@ def run(
             pass
     except RunInProgress as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot use the data folder {config.paths().root}: {one_line(exc)}")
+    from seqcast import store
+
+    try:  # the database answers and is at the newest schema, before anything starts
+        store.engine(config.database_url())
+    except Exception as exc:
+        _fail(f"cannot use the database {store.redacted(config.database_url())}: {one_line(exc)}")
     if quiet:
         # Quiet the terminal only: the run's logs still reach the Prefect server and its UI.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -447,8 +455,7 @@ def backtest(
     finally:
         engine.dispose()
     if output:
-        columns = ["series_id", "model_kind", "origin", "period", "step", "yhat", "y", "yhat_lower", "yhat_upper"]
-        forecasts[columns].to_csv(output, index=False)
+        bt.write_csv(forecasts, output)
     summary = bt.summarise(metrics).reset_index()
     rows = [
         {str(k): (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()}
@@ -486,9 +493,9 @@ def report(
     try:
         reports.mkdir(parents=True, exist_ok=True)
         page = write_html(outcome, reports.resolve())
-    except OSError as exc:
+    except OSError:
         page = write_html(outcome, Path.cwd())
-        console.print(f"note      the data folder cannot be written ({one_line(exc)}); page written here")
+        console.print("note      the data folder cannot be written: the page is in the current folder")
     console.print(f"report    {page}")
 
 

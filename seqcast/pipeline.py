@@ -26,6 +26,7 @@ from seqcast import forecast as fc
 from seqcast import ingest, lake, plots, progress, store, workers
 from seqcast._files import safe_name
 from seqcast.config import RunConfig
+from seqcast.errors import one_line
 from seqcast.lock import run_lock
 from seqcast.report import write_html
 
@@ -478,7 +479,16 @@ def charts_stage(
     # Drawing is the slow part (about 0.1 s a chart): the series are drawn in the training processes at once
     # (in this process, one at a time: pyplot is not thread-safe).
     with ThreadPoolExecutor(max_workers=config.workers if workers.in_processes() else 1) as pool:
-        return [path for pair in pool.map(lambda job: workers.call(_plot_series, *job), jobs) for path in pair]
+        return [path for pair in pool.map(lambda job: workers.call(_plot_series_safely, *job), jobs) for path in pair]
+
+
+def _plot_series_safely(*job: Any) -> tuple[str, ...]:
+    """`_plot_series`, where a series whose charts cannot be drawn is that series' problem (logged), not the run's."""
+    try:
+        return _plot_series(*job)
+    except Exception as exc:
+        log.warning("series %r: charts not drawn (%s)", job[0], one_line(exc))
+        return ()
 
 
 def report_stage(outcome: dict[str, Any], config: RunConfig, plots: list[str]) -> dict[str, Any]:

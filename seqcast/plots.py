@@ -27,6 +27,11 @@ def _figure(width: float, height: float, bottom: float) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _title(ax: Any, title: str) -> None:
+    # Series ids are text, never TeX: `a$$b` would otherwise be parsed as math (and fail).
+    ax.set_title(title, parse_math=False)
+
+
 def _save(fig: Any, path: Path) -> Path:
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110)
@@ -49,7 +54,7 @@ def plot_loss(histories: dict[str, list[list[float | None]]], path: Path, title:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (scaled)")
-    ax.set_title(title)
+    _title(ax, title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -84,7 +89,7 @@ def plot_forecast(
             fperiods, forecast["yhat_lower"], forecast["yhat_upper"], color="tab:red", alpha=0.15, label=band
         )
     ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")  # type: ignore[arg-type]
-    ax.set_title(title)
+    _title(ax, title)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     return _save(fig, path)

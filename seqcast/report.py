@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,23 @@ def ingest_lines(outcome: dict[str, Any]) -> list[str]:
     return [batch_line(b) for b in outcome["batches"]] or ["no new files"]
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:&])")
+
+
+def md(text: object) -> str:
+    """Untrusted text (a series id, a file name, a reason) as literal markdown: every character that could
+    start markup, a link or an HTML tag is escaped, and line breaks become spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _md_names(ids: list[str]) -> str:
+    return md(names(ids))
+
+
 def summary_markdown(outcome: dict[str, Any]) -> str:
-    """The run summary as markdown (for the Prefect UI and the report page)."""
-    parts = [f"# seqcast run {outcome['run_id']}", "", "## Ingested"]
-    parts += [f"- {line}" for line in ingest_lines(outcome)]
+    """The run summary as markdown (for the Prefect UI and the report page); every untrusted text escaped."""
+    parts = [f"# seqcast run {md(outcome['run_id'])}", "", "## Ingested"]
+    parts += [f"- {md(line)}" for line in ingest_lines(outcome)]
     parts += [
         "",
         f"**New observations:** {outcome['new_observations']}, **revised:** {outcome.get('revised_observations', 0)}",
@@ -125,13 +139,13 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
         "## Series",
     ]
     parts += [
-        f"- trained (new or revised data): {names(outcome['trained'])}",
-        f"- reused (nothing changed): {names(outcome['reused'])}",
+        f"- trained (new or revised data): {_md_names(outcome['trained'])}",
+        f"- reused (nothing changed): {_md_names(outcome['reused'])}",
     ]
     if outcome.get("champions"):
-        parts.append(f"- champions: {champion_counts(outcome)}")
+        parts.append(f"- champions: {md(champion_counts(outcome))}")
     for item in outcome["skipped"][:SHOWN_NAMES]:
-        parts.append(f"- skipped `{item['series_id']}`: {item['reason']}")
+        parts.append(f"- skipped {md(item['series_id'])}: {md(item['reason'])}")
     if len(outcome["skipped"]) > SHOWN_NAMES:
         parts.append(f"- ... and {len(outcome['skipped']) - SHOWN_NAMES} more not trained (table `series_status`)")
     if outcome["metrics"]:
@@ -144,22 +158,22 @@ def summary_markdown(outcome: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         parts += [
-            f"| {m['series_id']} | {m['model_kind']} | {m['mape_pct']} | {m['smape_pct']} | {m['mase']} | "
+            f"| {md(m['series_id'])} | {md(m['model_kind'])} | {m['mape_pct']} | {m['smape_pct']} | {m['mase']} | "
             f"{m['champion']} |"
             for m in table
         ]
         if note:
-            parts += ["", f"_{note}_"]
+            parts += ["", f"_{md(note)}_"]
     parts += [
         "",
         "## Where things are",
-        f"- database: `{outcome['database']}`",
-        f"- data folder: `{outcome['data_dir']}`",
+        f"- database: {md(outcome['database'])}",
+        f"- data folder: {md(outcome['data_dir'])}",
     ]
     if outcome.get("plots"):
-        parts.append(f"- plots: `{outcome['plots'][0].rsplit('/', 1)[0]}` ({len(outcome['plots'])} PNG files)")
+        parts.append(f"- plots: {md(Path(outcome['plots'][0]).parent)} ({len(outcome['plots'])} PNG files)")
     if outcome.get("report"):
-        parts.append(f"- report page: [{outcome['report']}](file://{outcome['report']})")
+        parts.append(f"- report page: {md(outcome['report'])}")
     return "\n".join(parts) + "\n"
 
 

@@ -104,3 +104,23 @@ def test_backtest_command_writes_table_and_csv(tmp_path: Path) -> None:
         ("seasonal_naive", "1958-12-01"),
         ("seasonal_naive", "1959-12-01"),
     ]
+
+
+def test_backtest_csv_cells_cannot_become_spreadsheet_formulas(tmp_path: Path) -> None:
+    rows = pd.DataFrame(
+        {
+            "series_id": ["=cmd|' /C calc'!A0", "+1", "@SUM(A1)", "-2", "plain"],
+            "model_kind": "rnn",
+            "origin": "2020-01-01",
+            "period": "2020-02-01",
+            "step": 1,
+            "yhat": -1.5,
+            "y": 2.0,
+            "yhat_lower": -3.0,
+            "yhat_upper": 0.0,
+        }
+    )
+    path = bt.write_csv(rows, tmp_path / "out.csv")
+    back = pd.read_csv(path)
+    assert back["series_id"].tolist() == ["'=cmd|' /C calc'!A0", "'+1", "'@SUM(A1)", "'-2", "plain"]
+    assert back["yhat"].tolist() == [-1.5] * 5  # numbers stay numbers

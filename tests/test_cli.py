@@ -107,3 +107,110 @@ def test_report_writes_a_static_page_with_tables_and_plots(tmp_path: Path, data:
     assert len(images) == 2 and all((page.parent / src).resolve().is_file() for src in images)
     missing = runner.invoke(app, ["report", "--run-id", "nope", *data])
     assert missing.exit_code == 1 and "no completed run 'nope'" in missing.stderr
+
+
+def _panel(tmp_path: Path, ids: list[str]) -> Path:
+    import pandas as pd
+
+    from seqcast.ingest import bundled_series_path
+
+    air = pd.read_csv(bundled_series_path())
+    frames = [pd.DataFrame({"series_id": sid, "period": air["Month"], "value": air["#Passengers"]}) for sid in ids]
+    path = tmp_path / "panel.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def test_a_series_whose_chart_cannot_be_drawn_is_its_own_problem(tmp_path: Path, data: list[str]) -> None:
+    import pandas as pd
+
+    panel = _panel(tmp_path, ["a$$b", "[/]", "ok"])
+    huge = pd.DataFrame({"series_id": "huge", "period": pd.read_csv(panel)["period"].iloc[:144]})
+    huge["value"] = [1e308 if i % 2 else -1e308 for i in range(len(huge))]
+    huge.to_csv(panel, mode="a", header=False, index=False)
+    args = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "rnn", "--epochs", "5", *data]
+    for _ in range(2):  # the rerun too
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + result.stderr
+        assert "[/], a$$b, huge, ok" in result.output
+    db = tmp_path / "data" / "seqcast.db"
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        published = dict(conn.execute("SELECT series_id, COUNT(*) FROM latest_forecasts GROUP BY series_id"))
+        statuses = conn.execute("SELECT status FROM pipeline_runs").fetchall()
+    assert published == {"[/]": 12, "a$$b": 12, "huge": 12, "ok": 12} and statuses == [("completed",)] * 2
+    charts = {p.name.split("-")[0] for p in (tmp_path / "data" / "plots").glob("*/*-forecast.png")}
+    assert charts == {"a_b", "x", "ok"}  # the series whose chart failed has none; the others do
+    shown = runner.invoke(app, ["forecasts", "--series", "[/]", *data])
+    assert shown.exit_code == 0 and "[/]" in shown.output
+    assert runner.invoke(app, ["metrics", *data]).exit_code == 0
+
+
+def test_reading_commands_work_on_postgresql_and_on_a_read_only_copy(tmp_path: Path, postgres_server: str) -> None:
+    from tests.conftest import fresh_pg_database, read_only_copy
+
+    panel = _panel(tmp_path, ["north", "south"])
+    folder = tmp_path / "data"
+    run = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "rnn", "--epochs", "5"]
+    with fresh_pg_database(postgres_server) as url:
+        assert runner.invoke(app, [*run, "--data-dir", str(tmp_path / "pg"), "--db-url", url]).exit_code == 0
+        for command in (["forecasts"], ["forecasts", "--series", "north"], ["metrics"], ["report"]):
+            result = runner.invoke(app, [*command, "--data-dir", str(tmp_path / "pg"), "--db-url", url])
+            assert result.exit_code == 0, (command, result.stderr)
+        from seqcast import store
+
+        store.dispose(url)
+    assert runner.invoke(app, [*run, "--data-dir", str(folder)]).exit_code == 0
+    with read_only_copy(folder, tmp_path / "copy") as copy:
+        for command in (["forecasts"], ["metrics", "--series", "south"]):
+            result = runner.invoke(app, [*command, "--data-dir", str(copy)])
+            assert result.exit_code == 0 and "south" in result.output, (command, result.stderr)
+        import os
+
+        here = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            result = runner.invoke(app, ["report", "--data-dir", str(copy)])
+        finally:
+            os.chdir(here)
+        assert result.exit_code == 0, result.stderr
+        assert "cannot be written" in result.output
+        assert Path(result.output.strip().splitlines()[-1].split(None, 1)[1]).parent == tmp_path
+
+
+@pytest.mark.parametrize("trouble", ["missing file", "corrupt database", "read-only database", "unreachable database"])
+def test_failures_are_one_line_for_every_command(tmp_path: Path, trouble: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    src = tmp_path / "f.csv"
+    src.write_text("series_id,period,value\na,2020-01,1\n")
+    extra: list[str] = []
+    commands = [["ingest", str(src)], ["run", "--source", str(src)], ["forecasts"]]
+    if trouble == "missing file":
+        commands = [["ingest", str(tmp_path / "missing.csv")], ["run", "--source", str(tmp_path / "missing.csv")]]
+    elif trouble == "corrupt database":
+        (folder / "seqcast.db").write_bytes(b"this is not a database" * 100)
+    elif trouble == "read-only database":
+        runner.invoke(app, ["ingest", str(src), "--data-dir", str(folder)])
+        commands = commands[:2]
+    else:
+        extra = ["--db-url", "postgresql+psycopg://nobody@127.0.0.1:9/nothing"]
+    env = {**os.environ, "PREFECT_API_URL": ""}
+    for command in commands:
+        args = [sys.executable, "-m", "seqcast.cli", *command, "--data-dir", str(folder), *extra]
+        if trouble == "read-only database":
+            from tests.conftest import read_only_copy
+
+            with read_only_copy(folder, tmp_path / f"ro-{command[0]}") as copy:
+                args[args.index(str(folder))] = str(copy)
+                done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+        else:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode != 0, (command, done.stdout)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (command, done.stderr)

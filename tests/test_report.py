@@ -23,3 +23,39 @@ def test_long_tables_and_name_lists_say_where_the_rest_are() -> None:
     assert shown([{"i": 1}], "latest_metrics") == ([{"i": 1}], "")
     ids = [f"s{i}" for i in range(SHOWN_NAMES + 3)]
     assert names(ids).endswith(f"s{SHOWN_NAMES - 1} ... and 3 more") and names([]) == "none"
+
+
+def test_the_summary_shows_hostile_series_ids_as_text_never_as_links_or_tags() -> None:
+    from markdown_it import MarkdownIt
+
+    from seqcast.report import summary_markdown
+
+    hostile = ["[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "a|b", "`code`", "**bold**"]
+    outcome = {
+        "run_id": "r1",
+        "new_observations": 1,
+        "batches": [{"source": "/in/[y](javascript:x).csv", "status": "rejected", "error": "<b>bad</b>"}],
+        "trained": hostile,
+        "reused": [],
+        "skipped": [{"series_id": s, "reason": "too short [z](javascript:z)"} for s in hostile],
+        "champions": dict.fromkeys(hostile, "rnn"),
+        "metrics": [
+            {
+                "series_id": s,
+                "model_kind": "rnn",
+                "holdout_start": "2020-01-01",
+                "holdout_end": "2020-12-01",
+                **dict.fromkeys(("mae", "rmse", "mape", "smape", "mase"), 1.0),
+                "is_champion": True,
+            }
+            for s in hostile
+        ],
+        "database": "sqlite:///x",
+        "data_dir": "/d",
+    }
+    page = MarkdownIt("commonmark").enable("table").render(summary_markdown(outcome))
+    assert "<a " not in page and "<img" not in page and "<b>" not in page and "<code>" not in page
+    assert "<strong>bold" not in page
+    assert "[x](javascript:alert(1))" in page  # shown literally
+    rows = [block for block in page.split("<tr>") if "<td>" in block]
+    assert len(rows) == len(hostile) and all(r.count("<td>") == 6 for r in rows)  # a | adds no column
