@@ -126,6 +126,8 @@ class RawTable:
     frame: pd.DataFrame
     row_numbers: np.ndarray
     malformed: list[tuple[int, str, str]] = field(default_factory=list)  # (row number, raw text, reason)
+    #: Columns holding lists, maps or structs (Parquet's nested types).
+    nested: dict[str, str] = field(default_factory=dict)
 
 
 def read_table(path: Path, name: str | None = None) -> RawTable:
@@ -149,8 +151,9 @@ def read_table(path: Path, name: str | None = None) -> RawTable:
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
         _check_header(name, [str(c) for c in table.column_names])
+        nested = {f.name: str(f.type) for f in table.schema if pa.types.is_nested(f.type)}
         frame = table.to_pandas()
-        return RawTable(frame, np.arange(1, len(frame) + 1))
+        return RawTable(frame, np.arange(1, len(frame) + 1), nested=nested)
     if b"\x00" in head:
         raise IngestError(f"{name}: not a text table (binary content)")
     return _read_csv_as_text(path, name)
@@ -210,7 +213,9 @@ def _read_csv_as_text(path: Path, name: str) -> RawTable:
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise IngestError(f"{name}: not a readable CSV table ({str(exc).splitlines()[0]})") from exc
     if not ragged:
-        return RawTable(table.to_pandas(), np.arange(1, table.num_rows + 1))
+        # Arrow-backed text: stripping and checking a million cells runs in Arrow's kernels, not row by row.
+        frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow") if t == pa.string() else None)
+        return RawTable(frame, np.arange(1, table.num_rows + 1))
     return _read_csv_row_by_row(path, name, header)
 
 
@@ -272,14 +277,19 @@ def _resolve_columns(
     )
 
 
-def _check_scalar(column: pd.Series, name: str, role: str) -> None:
+def _check_scalar(raw: RawTable, column: object, name: str, role: str) -> None:
     """Refuse a column of lists, maps or structs (Parquet allows them): a field holds one value."""
-    if column.dtype != object or column.empty:
-        return
-    nested = column.map(lambda v: not (v is None or pd.api.types.is_scalar(v)))
-    if nested.any():
-        kind = type(column[nested].iloc[0]).__name__
-        raise IngestError(f"{name}: column {str(column.name)!r} ({role}) holds {kind} values, not single values")
+    if str(column) in raw.nested:
+        kind = raw.nested[str(column)]
+        raise IngestError(f"{name}: column {str(column)!r} ({role}) holds {kind} values, not single values")
+
+
+_ARROW_TEXT = pd.StringDtype("pyarrow")
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A column as Arrow-backed text (string operations then run in Arrow's kernels)."""
+    return column if column.dtype == _ARROW_TEXT else column.astype(_ARROW_TEXT)
 
 
 def _constant_id(frame: pd.DataFrame, series_id: str) -> pd.Series:
@@ -293,7 +303,7 @@ def _parse_periods(column: pd.Series) -> pd.Series:
     elif pd.api.types.is_datetime64_any_dtype(column):
         parsed = pd.to_datetime(column)
     else:
-        text = column.astype(str).str.strip()
+        text = _text(column).str.strip()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", FutureWarning)  # pandas' warning on offsets differing by row
@@ -315,7 +325,7 @@ def _parse_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
         values = column.astype(float)
         text = None
     else:
-        text = column.astype(str).str.strip()
+        text = _text(column).str.strip()
         try:  # fast path: a clean column converts in one vectorised cast
             values = pd.Series(pc.cast(pa.array(text), pa.float64()).to_numpy(zero_copy_only=False), index=text.index)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -354,12 +364,12 @@ def parse_file(
     if frame.empty and not raw.malformed:
         raise IngestError(f"{name}: no data rows (header only)")
     ids_raw, period_col, value_col = _resolve_columns(frame, name, columns, series_id, Path(name).stem)
-    for column, role in ((ids_raw, "series id"), (frame[period_col], "period"), (frame[value_col], "value")):
-        _check_scalar(column, name, role)
+    for column, role in ((ids_raw.name, "series id"), (period_col, "period"), (value_col, "value")):
+        _check_scalar(raw, column, name, role)
     row_number = raw.row_numbers
     n = len(frame) + len(raw.malformed)
 
-    ids = ids_raw.astype(str).str.strip()
+    ids = _text(ids_raw).str.strip()
     periods = _parse_periods(frame[period_col])
     values, value_reason = _parse_values(frame[value_col])
 

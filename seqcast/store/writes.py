@@ -185,9 +185,9 @@ _STAGE = "seqcast_incoming"
 
 
 def _merge(conn: Connection, rows: pd.DataFrame, batch_id: str, now: datetime) -> tuple[int, int]:
-    """Merge rows into stored series inside the database: staged in a temporary table, then revisions,
-    updates and inserts as three set statements. Memory stays that of the parsed file, however many rows
-    revise stored ones. Returns (inserted, updated)."""
+    """Merge rows into stored series inside the database: staged in a temporary table, then the revisions and
+    an upsert of every row as two set statements (`WHERE TRUE` tells SQLite's upsert from a join). Memory stays
+    that of the parsed file, however many rows revise stored ones. Returns (inserted, updated)."""
     postgres = conn.dialect.name == "postgresql"
     period_type = "DATE" if postgres else "TEXT"
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_STAGE}")
@@ -201,30 +201,28 @@ def _merge(conn: Connection, rows: pd.DataFrame, batch_id: str, now: datetime) -
         if postgres:
             conn.exec_driver_sql(f"ANALYZE {_STAGE}")
         stamp = {"b": batch_id, "t": now}
+        typed = (sa.bindparam("b", type_=sa.String), sa.bindparam("t", type_=sa.DateTime))
         same_key = "o.series_id = i.series_id AND o.period = i.period"
-        conn.execute(
+        revised = conn.execute(
             sa.text(
                 "INSERT INTO observation_revisions (series_id, period, old_value, new_value, batch_id, revised_at) "
                 f"SELECT o.series_id, o.period, o.value, i.value, :b, :t FROM {_STAGE} i "
                 f"JOIN observations o ON {same_key} WHERE o.value <> i.value"
-            ),
+            ).bindparams(*typed),
             stamp,
         )
-        updated = conn.execute(
-            sa.text(
-                "UPDATE observations AS o SET value = i.value, batch_id = :b, ingested_at = :t, is_filled = FALSE "
-                f"FROM {_STAGE} AS i WHERE {same_key} AND o.value <> i.value"
-            ),
-            stamp,
-        ).rowcount
-        inserted = conn.execute(
+        # The revisions, counted, then one upsert: new months inserted, changed values updated.
+        updated = revised.rowcount
+        changed = conn.execute(
             sa.text(
                 "INSERT INTO observations (series_id, period, value, batch_id, ingested_at, is_filled) "
-                f"SELECT i.series_id, i.period, i.value, :b, :t, FALSE FROM {_STAGE} i "
-                f"WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE {same_key})"
-            ),
+                f"SELECT i.series_id, i.period, i.value, :b, :t, FALSE FROM {_STAGE} i WHERE TRUE "
+                "ON CONFLICT (series_id, period) DO UPDATE SET value = excluded.value, batch_id = excluded.batch_id, "
+                "ingested_at = excluded.ingested_at, is_filled = FALSE WHERE observations.value <> excluded.value"
+            ).bindparams(*typed),
             stamp,
         ).rowcount
+        inserted = changed - updated
     finally:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_STAGE}")
     return int(inserted), int(updated)
