@@ -8,22 +8,22 @@ its interval comes from that holdout's errors, so the backtest also measures int
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from seqcast import processes
+from seqcast import models, processes
 from seqcast._files import atomic_write
 from seqcast.config import ModelConfig
-from seqcast.evaluate import score, seasonal_naive, selection_score
-from seqcast.forecast import BASELINE, conformal_interval
-from seqcast.models import RecurrentForecaster
+from seqcast.evaluate import score, selection_score
+from seqcast.forecast import candidate_configs, conformal_interval, min_history
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ CHAMPION = "champion"
 
 
 def _forecast(kind: str, train: np.ndarray, horizon: int, configs: dict[str, ModelConfig]) -> np.ndarray:
-    if kind == BASELINE:
-        return seasonal_naive(train, horizon)
-    return RecurrentForecaster(configs[kind]).fit(train, curve=False).predict(horizon)
+    config = configs[kind]
+    forecast: np.ndarray = models.kind(kind).forecaster()(config).fit(train, curve=False).predict(horizon)
+    return forecast
 
 
 def backtest_series(
@@ -47,8 +47,8 @@ def backtest_series(
 ) -> list[dict[str, Any]]:
     """One row per model kind (and `champion`), origin and step: yhat, interval, actual y."""
     y = np.asarray(values, dtype=np.float64)
-    by_kind: dict[str, ModelConfig] = {str(c.kind): c for c in configs}
-    kinds = [BASELINE, *by_kind]
+    by_kind: dict[str, ModelConfig] = {c.kind: c for c in candidate_configs(configs)}
+    kinds = list(by_kind)
     rows: list[dict[str, Any]] = []
     for w in range(windows, 0, -1):
         origin = len(y) - w * horizon
@@ -102,7 +102,7 @@ def run_backtest(
     Series run in parallel processes when there are several (each network trains on one thread).
     """
     jobs, skipped = [], []
-    needed = windows * horizon + horizon + max(RecurrentForecaster(c).min_length() for c in configs)
+    needed = windows * horizon + min_history(candidate_configs(configs), horizon)
     for series_id, group in frame.sort_values(["series_id", "period"]).groupby("series_id", sort=True):
         months = group["period"].to_numpy().astype("datetime64[M]").astype(np.int64)
         if len(group) and months[-1] - months[0] + 1 != len(group):
@@ -138,7 +138,7 @@ def window_metrics(forecasts: pd.DataFrame, history: pd.DataFrame) -> pd.DataFra
     for (sid, kind, origin), g in forecasts.groupby(["series_id", "model_kind", "origin"], sort=True):
         hist = values[str(sid)]
         train = hist["value"].to_numpy()[(hist["period"] <= pd.Timestamp(str(origin))).to_numpy()]
-        m = score(g["y"].to_numpy(), g["yhat"].to_numpy(), train)
+        m = dataclasses.asdict(score(g["y"].to_numpy(), g["yhat"].to_numpy(), train))
         inside = (g["y"] >= g["yhat_lower"]) & (g["y"] <= g["yhat_upper"])
         out.append(
             {

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import os
-import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -156,15 +153,9 @@ def run(
         from seqcast.processes import start_fork_server
 
         start_fork_server()  # its loading takes a core that waits for this process's imports anyway
-    runner = server_start = None
-    if orchestrator == "prefect":
-        if task_runner == "threads":  # (Dask needs a configured server)
-            server_start = _start_temporary_server()
-        runner = _task_runner(task_runner, dask_address, config.workers)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from seqcast import pipeline, progress
-    from seqcast.report import SHOWN_NAMES, champion_counts, forecast_table, ingest_lines, metrics_table, names
 
     bar = Progress(
         TextColumn("training"),
@@ -182,42 +173,45 @@ def run(
                 _freeze_heap()
                 outcome = pipeline.run_pipeline(config)
             else:
-                from flows.monthly_forecast import monthly_forecast
+                from flows.monthly_forecast import run_flow
 
-                if server_start is not None:
-                    server_start.join()
                 _freeze_heap()
-                outcome = monthly_forecast.with_options(task_runner=runner)(config)
+                outcome = run_flow(config, task_runner, dask_address)
     except RunInProgress as exc:
         _fail(str(exc))
     except Exception as exc:
         _fail(f"run failed: {one_line(exc)}")
     finally:
         progress.set_reporter(None)
+    _print_outcome(outcome)
+    _freeze_heap()  # what the run left is freed by the process's exit, not by a last collection
+    if outcome_rejected := [b for b in outcome.batches if b.status in ("rejected", "refused")]:
+        _fail(f"{len(outcome_rejected)} file(s) rejected; first: {outcome_rejected[0].error}", code=2)
 
-    console.rule(f"seqcast run {outcome['run_id']}")
+
+def _print_outcome(outcome: Any) -> None:
+    from seqcast.report import SHOWN_NAMES, champion_counts, forecast_table, ingest_lines, metrics_table, names
+
+    console.rule(f"seqcast run {outcome.run_id}")
     for line in ingest_lines(outcome):
-        console.print(f"ingested  {line}", highlight=False)
+        console.print(f"ingested  {line}")
+    console.print(f"trained   {names(outcome.trained)}" + ("  (new or revised data)" if outcome.trained else ""))
     console.print(
-        f"trained   {names(outcome['trained'])}" + ("  (new or revised data)" if outcome["trained"] else ""),
-        highlight=False,
+        f"reused    {names(outcome.reused)}"
+        + ("  (no new data: stored models reused, nothing retrained)" if outcome.reused else "")
     )
-    console.print(
-        f"reused    {names(outcome['reused'])}"
-        + ("  (no new data: stored models reused, nothing retrained)" if outcome["reused"] else ""),
-        highlight=False,
-    )
-    for item in outcome["skipped"][:SHOWN_NAMES]:
-        console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
-    if len(outcome["skipped"]) > SHOWN_NAMES:
-        console.print(f"skipped   ... and {len(outcome['skipped']) - SHOWN_NAMES} more (table series_status)")
-    if outcome["champions"]:
-        console.print(f"champions {champion_counts(outcome)}", highlight=False)
+    for item in outcome.skipped[:SHOWN_NAMES]:
+        console.print(f"skipped   {item.series_id}: {item.reason}")
+    if len(outcome.skipped) > SHOWN_NAMES:
+        console.print(f"skipped   ... and {len(outcome.skipped) - SHOWN_NAMES} more (table series_status)")
+    for item in outcome.notes[:SHOWN_NAMES]:
+        console.print(f"note      {item.series_id}: {item.reason}")
+    if outcome.champions:
+        console.print(f"champions {champion_counts(outcome)}")
     metric_rows = metrics_table(outcome)
     if metric_rows:
-        window = metric_rows[0]["holdout"]
         _print_table(
-            f"Holdout {window} (champion marked)",
+            f"Holdout {metric_rows[0]['holdout']} (champion marked)",
             metric_rows[:60],
             ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"],
         )
@@ -226,72 +220,18 @@ def run(
         forecast_table(outcome)[:60],
         ["series_id", "model_kind", "period", "yhat", "yhat_lower", "yhat_upper"],
     )
-    console.print(f"database  {outcome['database']}", highlight=False)
-    if outcome["plots"]:
-        console.print(f"plots     {Path(outcome['plots'][0]).parent}", highlight=False)
-    rejected = [b for b in outcome["batches"] if b["status"] == "rejected"]
-    _freeze_heap()  # what the run left is freed by the process's exit, not by a last collection
-    if rejected:
-        _fail(f"{len(rejected)} file(s) rejected; first: {rejected[0]['error']}", code=2)
-
-
-def _start_temporary_server() -> threading.Thread | None:
-    """With no Prefect server configured, a flow run starts a temporary one in a new process (about 4 s): start
-    it now, in a thread to join before the flow runs, while the pipeline and the flow are imported (about 2.5 s).
-    Prefect keeps one such server per process, so the flow finds it running. A failed start is left to the
-    flow's own, which retries it and reports the error."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return None
-    from prefect.logging.configuration import ensure_logging_setup
-    from prefect.server.api.server import SubprocessASGIServer
-
-    ensure_logging_setup()  # (as `import prefect` would) so that the start is logged as usual
-
-    def start() -> None:
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
-
-    # Not a daemon: leaving early (an error) still waits for the start, so Prefect's exit handler stops the server.
-    thread = threading.Thread(target=start, name="prefect-server-start")
-    thread.start()
-    return thread
+    console.print(f"database  {outcome.database}")
+    if outcome.plots:
+        console.print(f"plots     {Path(outcome.plots[0]).parent}")
 
 
 def _freeze_heap() -> None:
     """Move every object alive now to the garbage collector's permanent generation.
 
     Most of a run's objects are the imported modules of torch, pandas and Prefect: never garbage, yet every full
-    collection walked them, and so did the last one at exit (1.2 s for this process alone). Frozen, they are skipped.
+    collection walked them, and so did the last one at exit. Frozen, they are skipped.
     """
     gc.freeze()
-
-
-def _task_runner(kind: str, dask_address: str | None, workers: int) -> Any:
-    """Threads in this process, or Dask workers (one thread each).
-
-    Threads train through `workers` processes (seqcast.workers); THREADS_PER_PROCESS task threads per process
-    keep them busy while other tasks talk to the orchestrator.
-    """
-    if kind == "threads":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        from seqcast.workers import THREADS_PER_PROCESS
-
-        return ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * workers)
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():
-        _fail(
-            "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
-            "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
-        )
-    from prefect_dask import DaskTaskRunner
-
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
@@ -328,9 +268,9 @@ def ingest(
     problems = [r for r in reports if r.status not in ("applied", "duplicate")]
     for report in reports:
         if report.status in ("applied", "duplicate"):
-            console.print(batch_line(asdict(report)))
+            console.print(batch_line(report))
         elif len(problems) > 1:  # (a single one is the error line)
-            err.print(batch_line(asdict(report)))
+            err.print(batch_line(report))
     if problems:
         first = problems[0].error or problems[0].source
         _fail(first if len(problems) == 1 else f"{len(problems)} of {len(reports)} files not ingested; first: {first}")
@@ -478,17 +418,23 @@ def report(
 
     In a read-only data folder the page is written to the current folder instead.
     """
-    from seqcast import pipeline
+    import dataclasses
+
+    from seqcast import store
     from seqcast.report import write_html
 
     config = _config(data_dir=data_dir, db_url=db_url)
     engine = _reader(data_dir, db_url)
     try:
-        outcome = pipeline.outcome_from_store(engine, config, run_id)
+        outcome = store.run_outcome(
+            engine, run_id, store.redacted(config.database_url()), str(config.paths().root)
+        )
     except LookupError as exc:
         _fail(str(exc))
     finally:
         engine.dispose()
+    folder = config.paths().plots / outcome.run_id
+    outcome = dataclasses.replace(outcome, plots=tuple(sorted(str(p.resolve()) for p in folder.glob("*.png"))))
     reports = config.paths().reports
     try:
         reports.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import URL
 
-ModelKind = Literal["rnn", "lstm", "gru"]
-MODEL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
+from seqcast import models
+
 Preset = Literal["default", "fast", "tutorial"]
 
 #: The monthly schedule: 06:00 on the first of each month, in an explicit timezone.
@@ -35,7 +35,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: ModelKind = "lstm"
+    kind: str = "lstm"
     lookback: int = Field(24, ge=2)
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
@@ -60,6 +60,11 @@ class ModelConfig(BaseModel):
     seed: int = 0
     #: Networks trained from consecutive seeds whose forecasts are averaged (variance drops, cost grows).
     ensemble: int = Field(3, ge=1, le=50)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return models.kind(value).name
 
     def config_hash(self) -> str:
         """Content hash of the settings and the model code version."""
@@ -108,7 +113,9 @@ class RunConfig(BaseModel):
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data folder.")
     sources: list[str] = Field(default_factory=list, description="Files to ingest besides the inbox.")
     series_id: str | None = Field(None, description="Series id for two-column files (default: file stem).")
-    models: list[ModelKind] = Field(default_factory=lambda: ["lstm"], description="Recurrent kinds to fit.")  # type: ignore[arg-type]
+    models: list[str] = Field(
+        default_factory=lambda: ["lstm"], description=f"Model kinds to fit per series ({models.help_text()})."
+    )
     preset: Preset = Field("default", description="'default', 'fast' (many series) or the notebook's 'tutorial'.")
     horizon: int = Field(12, ge=1, le=120, description="Months to forecast.")
     holdout: int = Field(12, ge=1, le=120, description="Months held out for validation.")
@@ -117,7 +124,7 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="Seed of every network's initialisation and training.")
     interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of yhat_lower..yhat_upper.")
     fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
-    global_model: ModelKind | None = Field(
+    global_model: str | None = Field(
         None, description="Also fit one network of this kind across all series, a candidate for every series."
     )
     global_steps: int = Field(
@@ -136,7 +143,18 @@ class RunConfig(BaseModel):
     def _unique_models(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one model kind is needed")
+        allowed = models.selectable() + [k for k, spec in models.REGISTRY.items() if spec.hidden]
+        for name in value:
+            if name not in allowed:
+                raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(models.selectable())}")
         return list(dict.fromkeys(value))
+
+    @field_validator("global_model")
+    @classmethod
+    def _network_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in models.recurrent():
+            raise ValueError(f"unknown network kind {value!r}: use one of {', '.join(models.recurrent())}")
+        return value
 
     def model_configs(self) -> list[ModelConfig]:
         """One ModelConfig per requested kind."""

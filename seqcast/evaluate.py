@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqcast.records import Scores
+
 SEASON = 12
 
 
@@ -26,7 +28,7 @@ def mase_scale(train: np.ndarray, season: int = SEASON) -> float:
     return scale if scale > 0 else float("nan")
 
 
-def score(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray) -> dict[str, float]:
+def score(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray) -> Scores:
     """MAE, RMSE, MAPE (%), sMAPE (%) and MASE of one forecast against the actuals.
 
     MAPE skips zero actuals (NaN if all are zero); MASE is NaN when the training part has no
@@ -41,16 +43,15 @@ def score(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray) -> dict[
     denom = np.abs(y) + np.abs(f)
     smape_terms = np.where(denom > 0, 2 * np.abs(err) / np.where(denom > 0, denom, 1), 0.0)
     scale = mase_scale(train)
-    return {
-        "mae": mae,
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mape": mape,
-        "smape": float(np.mean(smape_terms) * 100),
-        "mase": mae / scale if np.isfinite(scale) else float("nan"),
-    }
+    return Scores(
+        mae=mae,
+        rmse=float(np.sqrt(np.mean(err**2))),
+        mape=mape,
+        smape=float(np.mean(smape_terms) * 100),
+        mase=mae / scale if np.isfinite(scale) else float("nan"),
+    )
 
 
-def selection_score(metrics: dict[str, float]) -> float:
+def selection_score(scores: Scores) -> float:
     """What champions are chosen by: MASE, falling back to MAE where MASE is undefined."""
-    mase = metrics.get("mase", float("nan"))
-    return float(mase) if np.isfinite(mase) else float(metrics["mae"])
+    return float(scores.mase) if np.isfinite(scores.mase) else float(scores.mae)

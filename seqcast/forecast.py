@@ -1,94 +1,126 @@
 """Per-series work: holdout validation, the final refit, and the published forecast with intervals.
 
-Every function takes and returns small JSON-able records (series refs, model records, rows), so
-an orchestrator can cache and pass them; models live on disk, content-addressed.
+Every function takes and returns records (`seqcast.records`): series refs in, validations, fits and forecasts
+out. Fitted models live on disk, content-addressed (`seqcast.artifacts`); what a kind is comes from the registry
+(`seqcast.models`), so this module knows no kind by name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from seqcast import artifacts, workers
+from seqcast import artifacts, models, workers
 from seqcast.config import ModelConfig
-from seqcast.evaluate import score, seasonal_naive, selection_score
-from seqcast.global_model import PREFIX, GlobalForecaster, global_kind
+from seqcast.evaluate import score, selection_score
 from seqcast.lake import read_series
-from seqcast.models import RecurrentForecaster
+from seqcast.records import (
+    Candidate,
+    Fit,
+    Forecast,
+    ForecastRow,
+    GlobalResult,
+    History,
+    ModelRecord,
+    SeriesRef,
+    Validation,
+)
 
 log = logging.getLogger(__name__)
 
-BASELINE = "seasonal_naive"
-#: `model_runs.series_id` of a global model (it belongs to no one series; its kind is `global_<kind>`).
+#: `model_runs.series_id` of a global model (it belongs to no one series).
 GLOBAL_SERIES_ID = "*"
 
 
-def min_history(configs: list[ModelConfig], holdout: int) -> int:
+def candidate_configs(configs: Sequence[ModelConfig]) -> list[ModelConfig]:
+    """The configured kinds with every baseline before them: what each series is scored with."""
+    base = configs[0] if configs else ModelConfig()
+    baselines = [base.model_copy(update={"kind": name}) for name in models.baselines()]
+    return [*baselines, *(c for c in configs if c.kind not in models.baselines())]
+
+
+def min_history(configs: Sequence[ModelConfig], holdout: int) -> int:
     """Observations a series needs so that every model can be validated on the holdout."""
-    return holdout + max(RecurrentForecaster(c).min_length() for c in configs)
+    return holdout + max(models.kind(c.kind).forecaster()(c).min_length() for c in configs)
 
 
-def ineligible_reason(ref: dict[str, Any], configs: list[ModelConfig], holdout: int) -> str | None:
+def ineligible_reason(ref: SeriesRef, configs: Sequence[ModelConfig], holdout: int) -> str | None:
     """Why a series cannot be trained this run, or None."""
-    if ref["missing_months"] > 0:
+    if ref.missing_months > 0:
         return (
-            f"{ref['missing_months']} missing month(s) between {ref['first_period']} and "
-            f"{ref['last_period']}; send them, or run with fill_gaps to interpolate"
+            f"{ref.missing_months} missing month(s) between {ref.first_period} and "
+            f"{ref.last_period}; send them, or run with fill_gaps to interpolate"
         )
     needed = min_history(configs, holdout)
-    if ref["n_obs"] < needed:
-        return f"too short: {ref['n_obs']} months, {needed} needed for lookback and a {holdout}-month holdout"
+    if ref.n_obs < needed:
+        return f"too short: {ref.n_obs} months, {needed} needed for lookback and a {holdout}-month holdout"
     return None
 
 
-def fit_or_reuse(
-    values: np.ndarray, config: ModelConfig, data_key: str, purpose: str, models_dir: Path
-) -> tuple[RecurrentForecaster, dict[str, Any]]:
-    """Load the stored model for exactly this data and config, or train and store it.
-
-    Returns the model and its record (model_id, artifact_path, epochs, train_seconds, history, trained).
-    """
-    return fit_or_reuse_many([(values, data_key)], config, purpose, models_dir, batched=False)[0]
+def _history(rows: Any) -> History:
+    return tuple((int(e), float(t), None if v is None else float(v)) for e, t, v in rows)
 
 
 def fit_or_reuse_many(
-    items: list[tuple[np.ndarray, str]], config: ModelConfig, purpose: str, models_dir: Path, batched: bool = True
-) -> list[tuple[RecurrentForecaster, dict[str, Any]]]:
-    """`fit_or_reuse` for many series (values, data key): the ones without a stored model are trained
-    together as one batched computation (`RecurrentForecaster.fit_many`), or one by one."""
+    items: Sequence[tuple[np.ndarray, str]], config: ModelConfig, purpose: str, models_dir: Path, batched: bool = True
+) -> list[tuple[Any, ModelRecord | None]]:
+    """A fitted model per series (values, data key): the stored one for exactly this data and config, or a
+    new fit, stored. Series without a sound stored model are fitted together (`Forecaster.fit_many`).
+
+    Returns (model, record) pairs; a kind that is not stored (a baseline) has no record.
+    """
+    spec = models.kind(config.kind)
+    if not spec.stored:
+        return [(m, None) for m in spec.forecaster().fit_many(config, [y for y, _ in items], False, batched)]
     ids = [artifacts.model_id(config, key, purpose) for _, key in items]
     paths = [artifacts.artifact_path(models_dir, mid) for mid in ids]
-    models: list[RecurrentForecaster | None] = [artifacts.try_load(path) for path in paths]
-    missing = [i for i, model in enumerate(models) if model is None]
+    fitted: list[Any | None] = [artifacts.try_load(path, spec.name) for path in paths]
+    missing = [i for i, model in enumerate(fitted) if model is None]
     # Loss curves are drawn for the published (final) models only.
-    curve = purpose == "final"
-    fitted = workers.fit_many(config, [items[i][0] for i in missing], curve, batched) if missing else []
-    for i, new in zip(missing, fitted, strict=True):
-        artifacts.save_model(new, paths[i], {"data_key": items[i][1], "purpose": purpose})
-        models[i] = new
-    out = []
-    for i, model in enumerate(models):
+    new = workers.fit_many(config, [items[i][0] for i in missing], purpose == "final", batched) if missing else []
+    hashes = {}
+    for i, model in zip(missing, new, strict=True):
+        hashes[i] = artifacts.save_model(model, paths[i], {"data_key": items[i][1], "purpose": purpose})
+        fitted[i] = model
+    out: list[tuple[Any, ModelRecord | None]] = []
+    for i, model in enumerate(fitted):
         assert model is not None
-        record = {
-            "model_id": ids[i],
-            "model_kind": config.kind,
-            "purpose": purpose,
-            "config_hash": config.config_hash(),
-            "data_hash": items[i][1],
-            "artifact_path": str(paths[i]),
-            "epochs": model.epochs_,
-            "train_seconds": model.train_seconds_,
-            "history": [list(row) for row in model.history_],
-            "trained": i in missing,
-        }
+        record = ModelRecord(
+            model_id=ids[i],
+            series_id="",
+            model_kind=spec.name,
+            purpose=purpose,
+            config_hash=config.config_hash(),
+            data_hash=items[i][1],
+            artifact_path=str(paths[i]),
+            artifact_sha256=hashes[i] if i in hashes else (artifacts.recorded_sha256(paths[i]) or ""),
+            epochs=int(model.epochs_),
+            train_seconds=float(model.train_seconds_),
+            history=_history(model.history_),
+            trained=i in hashes,
+        )
         out.append((model, record))
     return out
+
+
+def expected_artifacts(refs: Sequence[SeriesRef], configs: Sequence[ModelConfig], holdout: int, models_dir: Path,
+                       purpose: str) -> list[Path]:  # fmt: skip
+    """The artifact files a validate (`purpose` holdout) or train (final) stage of these series leaves."""
+    paths = []
+    for config in configs:
+        if not models.kind(config.kind).stored:
+            continue
+        for ref in refs:
+            key = ref.data_hash if purpose == "final" else f"{ref.data_hash}:holdout{holdout}"
+            paths.append(artifacts.artifact_path(models_dir, artifacts.model_id(config, key, purpose)))
+    return paths
 
 
 def log_lines(lines: list[str]) -> None:
@@ -98,200 +130,182 @@ def log_lines(lines: list[str]) -> None:
         log.info("%s", "\n".join(lines))
 
 
-def _holdout_dates(periods: pd.Series, holdout: int) -> tuple[str, str]:
-    return str(periods.iloc[-holdout].date()), str(periods.iloc[-1].date())
-
-
-def validate_series(ref: dict[str, Any], configs: list[ModelConfig], holdout: int, models_dir: Path) -> dict[str, Any]:
-    """Fit each model on all but the last `holdout` months and score its forecast of them (no peeking).
-
-    The seasonal-naive baseline is scored on the same window.
-    """
-    return validate_many([ref], configs, holdout, models_dir, batched=False)[0]
+def _with_series(record: ModelRecord | None, series_id: str) -> ModelRecord | None:
+    if record is None:
+        return None
+    return dataclasses.replace(record, series_id=series_id)
 
 
 def validate_many(
-    refs: list[dict[str, Any]], configs: list[ModelConfig], holdout: int, models_dir: Path, batched: bool = True
-) -> list[dict[str, Any]]:
-    """`validate_series` for a chunk of series; with `batched`, each kind's networks train as one computation."""
+    refs: Sequence[SeriesRef], configs: Sequence[ModelConfig], holdout: int, models_dir: Path, batched: bool = True
+) -> list[Validation]:
+    """Fit each kind (baselines included) on all but the last `holdout` months of each series and score its
+    forecast of them (no peeking); with `batched`, a kind's networks train as one computation."""
     frames = [read_series(ref) for ref in refs]
     ys = [frame["value"].to_numpy(dtype=np.float64) for frame in frames]
     fits = {
         config.kind: fit_or_reuse_many(
-            [(y[:-holdout], f"{ref['data_hash']}:holdout{holdout}") for ref, y in zip(refs, ys, strict=True)],
+            [(y[:-holdout], f"{ref.data_hash}:holdout{holdout}") for ref, y in zip(refs, ys, strict=True)],
             config,
             "holdout",
             models_dir,
             batched,
         )
-        for config in configs
+        for config in candidate_configs(configs)
     }
     results, lines = [], []
     for i, (ref, frame, y) in enumerate(zip(refs, frames, ys, strict=True)):
         train, actual = y[:-holdout], y[-holdout:]
-        start, end = _holdout_dates(frame["period"], holdout)
-        naive = seasonal_naive(train, holdout)
-        candidates: dict[str, Any] = {
-            BASELINE: {"metrics": score(actual, naive, train), "prediction": naive.tolist(), "model": None}
-        }
+        start, end = str(frame["period"].iloc[-holdout].date()), str(frame["period"].iloc[-1].date())
+        candidates = {}
         for kind, fitted in fits.items():
             model, record = fitted[i]
             prediction = model.predict(holdout)
-            candidates[kind] = {
-                "metrics": score(actual, prediction, train),
-                "prediction": prediction.tolist(),
-                "model": record,
-            }
+            candidates[kind] = Candidate(
+                kind, score(actual, prediction, train), _values(prediction), _with_series(record, ref.series_id)
+            )
         lines.append(
-            f"series {ref['series_id']}: holdout {start[:7]}..{end[:7]} MAPE "
-            + ", ".join(f"{kind} {c['metrics']['mape']:.1f}%" for kind, c in candidates.items())
+            f"series {ref.series_id}: holdout {start[:7]}..{end[:7]} MAPE "
+            + ", ".join(f"{kind} {c.scores.mape:.1f}%" for kind, c in candidates.items())
         )
-        results.append(
-            {
-                "series_id": ref["series_id"],
-                "holdout_start": start,
-                "holdout_end": end,
-                "actual": actual.tolist(),
-                "candidates": candidates,
-            }
-        )
+        results.append(Validation(ref.series_id, start, end, _values(actual), candidates))
     log_lines(lines)
     return results
 
 
-def train_series(ref: dict[str, Any], configs: list[ModelConfig], models_dir: Path) -> dict[str, Any]:
-    """Refit every model kind on all of the series (or reuse the stored fit of the same data)."""
-    return train_many_series([ref], configs, models_dir, batched=False)[0]
+def _values(array: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(array, dtype=np.float64))
 
 
-def train_many_series(
-    refs: list[dict[str, Any]],
-    configs: list[ModelConfig],
-    models_dir: Path,
-    batched: bool = True,
-    horizon: int | None = None,
-) -> list[dict[str, Any]]:
-    """`train_series` for a chunk of series; with `batched`, each kind's networks train as one computation.
-
-    With `horizon`, each record also carries the model's forecast (so publishing needs no reload).
-    """
-    items = [(read_series(ref)["value"].to_numpy(dtype=np.float64), ref["data_hash"]) for ref in refs]
-    fits = {config.kind: fit_or_reuse_many(items, config, "final", models_dir, batched) for config in configs}
+def train_many(
+    refs: Sequence[SeriesRef], configs: Sequence[ModelConfig], models_dir: Path, horizon: int, batched: bool = True
+) -> list[Fit]:
+    """Refit every kind on all of each series (or reuse the stored fit of the same data) and forecast
+    `horizon` months; with `batched`, a kind's networks train as one computation."""
+    items = [(read_series(ref)["value"].to_numpy(dtype=np.float64), ref.data_hash) for ref in refs]
+    fits = {c.kind: fit_or_reuse_many(items, c, "final", models_dir, batched) for c in candidate_configs(configs)}
     results, lines = [], []
     for i, ref in enumerate(refs):
-        models = {kind: fitted[i][1] for kind, fitted in fits.items()}
-        if horizon is not None:
-            models = {
-                kind: {**record, "forecast": fits[kind][i][0].predict(horizon).tolist()}
-                for kind, record in models.items()
-            }
+        records = {kind: _with_series(f[i][1], ref.series_id) for kind, f in fits.items()}
+        stored = {kind: r for kind, r in records.items() if r is not None}
+        forecasts = {kind: _values(f[i][0].predict(horizon)) for kind, f in fits.items()}
         lines.append(
-            f"series {ref['series_id']}: "
+            f"series {ref.series_id}: "
             + ", ".join(
-                f"{kind} {'trained' if r['trained'] else 'reused'} ({r['epochs']} epochs, {r['train_seconds']:.2f}s)"
-                for kind, r in models.items()
+                f"{kind} {'trained' if r.trained else 'reused'} ({r.epochs} epochs, {r.train_seconds:.2f}s)"
+                for kind, r in stored.items()
             )
         )
-        results.append({"series_id": ref["series_id"], "models": models})
+        results.append(Fit(ref.series_id, stored, forecasts))
     log_lines(lines)
     return results
+
+
+def _global_data_key(refs: Sequence[SeriesRef], steps: int, batch_size: int) -> str:
+    digest = hashlib.sha256(
+        "\x1f".join(f"{r.series_id}={r.data_hash}" for r in sorted(refs, key=lambda r: r.series_id)).encode()
+    ).hexdigest()
+    return f"global-{steps}x{batch_size}:{digest}"
+
+
+def _global_model_id(config: ModelConfig, data_key: str, purpose: str) -> str:
+    return models.GLOBAL_PREFIX + artifacts.model_id(config, data_key, purpose)
+
+
+def global_artifacts(refs: Sequence[SeriesRef], config: ModelConfig, holdout: int, models_dir: Path, steps: int,
+                     batch_size: int = 256) -> list[Path]:  # fmt: skip
+    """The two artifact files `global_candidates` leaves for these series."""
+    key = _global_data_key(refs, steps, batch_size)
+    return [
+        artifacts.artifact_path(models_dir, _global_model_id(config, data_key, purpose))
+        for data_key, purpose in ((f"{key}:holdout{holdout}", "holdout"), (key, "final"))
+    ]
 
 
 def global_candidates(
-    refs: list[dict[str, Any]],
+    refs: Sequence[SeriesRef],
     config: ModelConfig,
     holdout: int,
     horizon: int,
     models_dir: Path,
     steps: int,
     batch_size: int = 256,
-) -> dict[str, Any]:
+) -> GlobalResult:
     """The global model as a candidate of every series: one network fitted on all series' training parts
     (scored on each series' holdout, like every candidate), and one on all the data (the forecasts).
 
-    Both are stored content-addressed on every series' data hash, so unchanged data reuses them.
-    Returns {"kind", "models": {"holdout": record, "final": record}, "series": {id: {metrics, prediction,
-    forecast}}}; series too short for the network's lookback are left out (the others still compete).
+    Both are stored content-addressed on every series' data hash, so unchanged data reuses them. Series too
+    short for the network's lookback are left out (the others still compete).
     """
-    kind = global_kind(config.kind)
+    kind = models.global_kind(config.kind)
     ys = [read_series(ref)["value"].to_numpy(dtype=np.float64) for ref in refs]
-    digest = hashlib.sha256(
-        "\x1f".join(f"{r['series_id']}={r['data_hash']}" for r in sorted(refs, key=lambda r: r["series_id"])).encode()
-    ).hexdigest()
-    key = f"global-{steps}x{batch_size}:{digest}"
+    key = _global_data_key(refs, steps, batch_size)
 
-    def fit(parts: list[np.ndarray], data_key: str, purpose: str) -> tuple[GlobalForecaster, dict[str, Any]]:
-        mid = PREFIX + artifacts.model_id(config, data_key, purpose)
+    def fit(parts: list[np.ndarray], data_key: str, purpose: str) -> tuple[Any, ModelRecord]:
+        mid = _global_model_id(config, data_key, purpose)
         path = artifacts.artifact_path(models_dir, mid)
-        model = artifacts.try_load_global(path)
+        model = artifacts.try_load(path, kind)
+        sha = artifacts.recorded_sha256(path) or ""
         trained = model is None
         if model is None:
             model = workers.fit_global(config, steps, batch_size, parts)
-            artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
-        record = {
-            "model_id": mid,
-            "series_id": GLOBAL_SERIES_ID,
-            "model_kind": kind,
-            "purpose": purpose,
-            "config_hash": config.config_hash(),
-            "data_hash": data_key,
-            "artifact_path": str(path),
-            "epochs": steps,
-            "train_seconds": model.train_seconds_,
-            "history": [list(row) for row in model.history_],
-            "trained": trained,
-        }
+            sha = artifacts.save_model(model, path, {"data_key": data_key, "purpose": purpose})
+        record = ModelRecord(
+            model_id=mid,
+            series_id=GLOBAL_SERIES_ID,
+            model_kind=kind,
+            purpose=purpose,
+            config_hash=config.config_hash(),
+            data_hash=data_key,
+            artifact_path=str(path),
+            artifact_sha256=sha,
+            epochs=steps,
+            train_seconds=float(model.train_seconds_),
+            history=_history(model.history_),
+            trained=trained,
+        )
         log.info("global %s (%s): %s on %d series", kind, purpose, "trained" if trained else "reused", len(parts))
         return model, record
 
     held, held_record = fit([y[:-holdout] for y in ys], f"{key}:holdout{holdout}", "holdout")
     final, final_record = fit(ys, key, "final")
-    series: dict[str, Any] = {}
+    candidates, forecasts = {}, {}
     for ref, y in zip(refs, ys, strict=True):
         train, actual = y[:-holdout], y[-holdout:]
         if len(train) < held.min_length():
             continue
         prediction = held.predict(train, holdout)
-        series[ref["series_id"]] = {
-            "metrics": score(actual, prediction, train),
-            "prediction": prediction.tolist(),
-            "forecast": final.predict(y, horizon).tolist(),
-        }
-    return {"kind": kind, "models": {"holdout": held_record, "final": final_record}, "series": series}
+        candidates[ref.series_id] = Candidate(kind, score(actual, prediction, train), _values(prediction), held_record)
+        forecasts[ref.series_id] = _values(final.predict(y, horizon))
+    return GlobalResult(kind, held_record, final_record, candidates, forecasts)
 
 
 def add_global(
-    validations: list[dict[str, Any]], finals: list[dict[str, Any]], result: dict[str, Any] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Validations and final fits with the global model added as a candidate of each series it covers."""
-    if not result:
-        return validations, finals
-    kind, per_series = result["kind"], result["series"]
-    held, final = result["models"]["holdout"], result["models"]["final"]
+    validations: list[Any], fits: list[Any], result: GlobalResult | None
+) -> tuple[list[Any], list[Any]]:
+    """Validations and fits with the global model added as a candidate of each series it covers (failures and
+    series it does not cover are passed on as they are)."""
+    if result is None:
+        return validations, fits
+    kind = result.kind
 
-    def extend(records: list[dict[str, Any]], add: Callable[[dict, dict], dict]) -> list[dict[str, Any]]:
-        return [
-            r if "error" in r or r["series_id"] not in per_series else add(r, per_series[r["series_id"]])
-            for r in records
-        ]
+    def validation(v: Any) -> Any:
+        if not isinstance(v, Validation) or v.series_id not in result.candidates:
+            return v
+        return dataclasses.replace(v, candidates={**v.candidates, kind: result.candidates[v.series_id]})
 
-    return (
-        extend(
-            validations,
-            lambda v, mine: {
-                **v,
-                "candidates": {
-                    **v["candidates"],
-                    kind: {"metrics": mine["metrics"], "prediction": mine["prediction"], "model": held},
-                },
-            },
-        ),
-        extend(finals, lambda f, mine: {**f, "models": {**f["models"], kind: {**final, "forecast": mine["forecast"]}}}),
-    )
+    def fit(f: Any) -> Any:
+        if not isinstance(f, Fit) or f.series_id not in result.forecasts:
+            return f
+        return Fit(
+            f.series_id, {**f.models, kind: result.final}, {**f.forecasts, kind: result.forecasts[f.series_id]}
+        )
+
+    return [validation(v) for v in validations], [fit(f) for f in fits]
 
 
 def conformal_interval(
-    yhat: np.ndarray, actual: np.ndarray, predicted: np.ndarray | list[np.ndarray], level: float
+    yhat: np.ndarray, actual: Sequence[float], predicted: Sequence[Sequence[float]] | Sequence[float], level: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Interval around `yhat` from holdout errors, widening with the square root of the step.
 
@@ -302,15 +316,16 @@ def conformal_interval(
         predicted: the model's holdout prediction, or a list whose first entry is the model's and the
             rest the other candidates'. For a champion the latter applies: the candidate with the smallest
             holdout errors understates its own, so its quantile is moved a third of the way (geometrically)
-            toward that of every candidate's errors pooled: in backtests its own errors covered 74% and the
-            full pool 86% for an 80% level, this 82%.
+            toward that of every candidate's errors pooled (measured: its own errors covered 74% and the
+            full pool 86% for an 80% level, this 82%).
     """
-    actual = np.asarray(actual, dtype=np.float64)
-    predicted = np.atleast_2d(np.asarray(predicted, dtype=np.float64))  # [candidates, steps]
-    steps = np.sqrt(np.arange(1, len(actual) + 1))
+    yhat = np.asarray(yhat, dtype=np.float64)
+    actual_a = np.asarray(actual, dtype=np.float64)
+    predicted_a = np.atleast_2d(np.asarray(predicted, dtype=np.float64))  # [candidates, steps]
+    steps = np.sqrt(np.arange(1, len(actual_a) + 1))
     out_steps = np.sqrt(np.arange(1, len(yhat) + 1))
-    relative = bool(np.all(actual > 0) and np.all(predicted > 0) and np.all(yhat > 0))
-    errors = np.log(actual / predicted) if relative else actual - predicted
+    relative = bool(np.all(actual_a > 0) and np.all(predicted_a > 0) and np.all(yhat > 0))
+    errors = np.log(actual_a / predicted_a) if relative else actual_a - predicted_a
     normalised = np.abs(errors) / steps
     q = _conformal_quantile(normalised[0], level)
     if len(normalised) > 1:
@@ -327,55 +342,45 @@ def _conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.quantile(scores, min(1.0, level * (n + 1) / n)))
 
 
-def forecast_series(
-    ref: dict[str, Any],
-    validation: dict[str, Any],
-    final: dict[str, Any],
-    horizon: int,
-    level: float,
-) -> dict[str, Any]:
-    """Forecast `horizon` months from the last observation with every model; mark the champion.
+def champion_of(validation: Validation) -> str:
+    """The candidate with the best holdout score (baselines included, so a network is published only when it
+    beat them); ties go to the first name in alphabetical order."""
+    cands = validation.candidates
+    return min(cands, key=lambda kind: (selection_score(cands[kind].scores), kind))
 
-    The champion is the candidate with the best holdout MASE, the seasonal-naive baseline included,
-    so a network is published only when it beat the baseline.
-    """
-    frame = read_series(ref)
-    y = frame["value"].to_numpy(dtype=np.float64)
-    origin = frame["period"].iloc[-1]
-    periods = [(origin + pd.DateOffset(months=k)).date() for k in range(1, horizon + 1)]
-    candidates = validation["candidates"]
-    champion = min(candidates, key=lambda kind: (selection_score(candidates[kind]["metrics"]), kind))
-    rows: list[dict[str, Any]] = []
+
+def forecast_series(ref: SeriesRef, validation: Validation, fit: Fit, horizon: int, level: float) -> Forecast:
+    """Forecast `horizon` months from the last observation with every candidate; mark the champion."""
+    origin = pd.Timestamp(ref.last_period)
+    periods = [str((origin + pd.DateOffset(months=k)).date()) for k in range(1, horizon + 1)]
+    candidates = validation.candidates
+    champion = champion_of(validation)
+    rows: list[ForecastRow] = []
     for kind, candidate in candidates.items():
-        if kind == BASELINE:
-            yhat, model_id = seasonal_naive(y, horizon), None
-        else:
-            record = final["models"][kind]
-            if "forecast" in record:  # computed when the model was fitted or loaded
-                yhat = np.asarray(record["forecast"], dtype=np.float64)[:horizon]
-            else:
-                yhat = artifacts.load_model(Path(record["artifact_path"])).predict(horizon)
-            model_id = record["model_id"]
-        predictions = (
-            [candidate["prediction"], *(c["prediction"] for k, c in candidates.items() if k != kind)]
+        yhat = np.asarray(fit.forecasts[kind], dtype=np.float64)[:horizon]
+        if not np.all(np.isfinite(yhat)):
+            raise ValueError(f"the {kind} forecast is not finite")
+        record = fit.models.get(kind)
+        predictions: Any = (
+            [candidate.prediction, *(c.prediction for k, c in candidates.items() if k != kind)]
             if kind == champion
-            else candidate["prediction"]
+            else candidate.prediction
         )
-        lower, upper = conformal_interval(yhat, validation["actual"], predictions, level)
+        lower, upper = conformal_interval(yhat, validation.actual, predictions, level)
         rows.extend(
-            {
-                "series_id": ref["series_id"],
-                "model_kind": kind,
-                "origin": origin.date(),
-                "period": period,
-                "step": step,
-                "yhat": float(yhat[step - 1]),
-                "yhat_lower": float(lower[step - 1]),
-                "yhat_upper": float(upper[step - 1]),
-                "interval_level": level,
-                "is_champion": kind == champion,
-                "model_id": model_id,
-            }
+            ForecastRow(
+                series_id=ref.series_id,
+                model_kind=kind,
+                origin=str(origin.date()),
+                period=period,
+                step=step,
+                yhat=float(yhat[step - 1]),
+                yhat_lower=float(lower[step - 1]),
+                yhat_upper=float(upper[step - 1]),
+                interval_level=level,
+                is_champion=kind == champion,
+                model_id=None if record is None else record.model_id,
+            )
             for step, period in enumerate(periods, start=1)
         )
-    return {"series_id": ref["series_id"], "champion": champion, "rows": rows}
+    return Forecast(ref.series_id, champion, tuple(rows))

@@ -53,6 +53,7 @@ from seqcast import store
 from seqcast._files import file_mode, safe_name, safe_suffix
 from seqcast.config import DataPaths
 from seqcast.errors import one_line
+from seqcast.records import Batch
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +99,8 @@ class Parsed:
     rows_read: int
 
 
-@dataclass
-class BatchReport:
-    """What happened to one received file."""
-
-    batch_id: str
-    source: str
-    status: str  # applied | duplicate | rejected | refused | failed
-    rows_read: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_rejected: int = 0
-    error: str | None = None
-    archive_path: str | None = None
-    series: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> int:
-        return self.rows_inserted + self.rows_updated
+#: What became of a received file (the record the pipeline hands on).
+BatchReport = Batch
 
 
 @dataclass
@@ -608,7 +592,7 @@ def ingest_file(
         if from_inbox and recorded:
             # Recorded one way or another, and safe in the archive: the inbox copy can go.
             source.unlink(missing_ok=True)
-    series = sorted(parsed.rows["series_id"].unique().tolist())
+    series = tuple(sorted(str(s) for s in parsed.rows["series_id"].unique()))
     error = f"same rows as batch {counts.duplicate_of}" if counts.duplicate_of else None
     report = BatchReport(
         batch["batch_id"],

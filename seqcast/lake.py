@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqcast._files import atomic_write, safe_name
+from seqcast.records import SeriesRef
 
 _SCHEMA = pa.schema(
     [
@@ -23,22 +23,6 @@ _SCHEMA = pa.schema(
         ("is_filled", pa.bool_()),
     ]
 )
-
-
-@dataclass(frozen=True)
-class SeriesRef:
-    """A small, JSON-able pointer to one series' snapshot: what tasks pass around and key caches on."""
-
-    series_id: str
-    path: str
-    data_hash: str
-    n_obs: int
-    first_period: str
-    last_period: str
-    missing_months: int
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def data_hash(periods: pd.Series, values: pd.Series) -> str:
@@ -110,14 +94,13 @@ def snapshot(observations: pd.DataFrame, lake: Path) -> list[SeriesRef]:
     return refs
 
 
-def read_series(ref: SeriesRef | dict) -> pd.DataFrame:
+def read_series(ref: SeriesRef) -> pd.DataFrame:
     """Read one snapshot back as (series_id, period, value, is_filled), sorted by period.
 
     Read with `ParquetFile` and built from arrays: every stage reads each series once, so for thousands of
     series this is a hot path (a third of the time of `read_table(...).to_pandas()`).
     """
-    path = ref.path if isinstance(ref, SeriesRef) else str(ref["path"])
-    with pq.ParquetFile(path) as file:
+    with pq.ParquetFile(ref.path) as file:
         table = file.read()
     periods = table["period"].to_numpy().astype("datetime64[us]")
     order = np.argsort(periods, kind="stable")

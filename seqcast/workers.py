@@ -27,11 +27,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from seqcast import processes
-from seqcast.batched import pays_off
+from seqcast import models, processes
 from seqcast.config import ModelConfig
-from seqcast.global_model import GlobalForecaster
-from seqcast.models import RecurrentForecaster
+from seqcast.models.global_network import GlobalForecaster
 
 T = TypeVar("T")
 #: Task threads per training process. Between two jobs a task thread also waits on its orchestrator (task-run
@@ -107,13 +105,10 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     return outcome
 
 
-def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[RecurrentForecaster]:
-    """One fitted forecaster per series, in this process: batched (`RecurrentForecaster.fit_many`, where that
-    is the faster way: `batched.pays_off`) or one by one (`fit`). A chunk's whole job goes to the training
-    processes (`call`), so this runs there."""
-    if batched and len(series) > 1 and pays_off(config):
-        return RecurrentForecaster.fit_many(config, series, curve=curve)
-    return [RecurrentForecaster(config).fit(y, curve=curve) for y in series]
+def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[Any]:
+    """One fitted model of the configured kind per series, in this process (`Forecaster.fit_many`: batched where
+    the kind can and it pays). A chunk's whole job goes to the training processes (`call`), so this runs there."""
+    return models.kind(config.kind).forecaster().fit_many(config, series, curve, batched)
 
 
 def fit_global(config: ModelConfig, steps: int, batch_size: int, series: list[np.ndarray]) -> GlobalForecaster:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from seqcast.records import Batch, ForecastRow, MetricRow, RunOutcome, Scores, Skip
 from seqcast.store.schema import meta_table, model_runs, observations
 
 
@@ -92,3 +94,77 @@ def latest(engine: Engine, view: str, series_id: str | None = None) -> pd.DataFr
     if series_id is not None:
         query = query.where(table.c.series_id == series_id)
     return read_query(engine, query)
+
+
+def run_outcome(engine: Engine, run_id: str | None, database: str, data_dir: str) -> RunOutcome:
+    """A completed run's outcome as published (the latest completed run by default): for `seqcast report`.
+
+    Raises LookupError when there is no such run.
+    """
+    from seqcast.store import schema
+
+    runs_t = schema.pipeline_runs
+    query = sa.select(runs_t).where(runs_t.c.status == "completed")
+    if run_id is not None:
+        query = query.where(runs_t.c.run_id == run_id)
+    with engine.connect() as conn:
+        run = conn.execute(query.order_by(runs_t.c.started_at.desc()).limit(1)).mappings().first()
+        if run is None:
+            raise LookupError(f"no completed run {run_id!r}" if run_id else "no completed run yet")
+        rid = str(run["run_id"])
+        metric_rows = conn.execute(sa.select(schema.metrics).where(schema.metrics.c.run_id == rid)).mappings().all()
+        f_t = schema.forecasts
+        forecast_rows = conn.execute(
+            sa.select(f_t).where(f_t.c.run_id == rid, f_t.c.is_champion.is_(True))
+        ).mappings().all()
+        s_t = schema.series_status
+        statuses = conn.execute(sa.select(s_t).where(s_t.c.run_id == rid).order_by(s_t.c.series_id)).mappings().all()
+        b_t = schema.ingest_batches
+        batches = conn.execute(
+            sa.select(b_t)
+            .where(b_t.c.received_at.between(run["started_at"], run["finished_at"]))
+            .order_by(b_t.c.received_at)
+        ).mappings().all()
+
+    def num(value: Any) -> float:
+        return float("nan") if value is None else float(value)
+
+    metrics = tuple(
+        MetricRow(
+            series_id=str(m["series_id"]),
+            model_kind=str(m["model_kind"]),
+            holdout_start=str(m["holdout_start"]),
+            holdout_end=str(m["holdout_end"]),
+            scores=Scores(*(num(m[k]) for k in ("mae", "rmse", "mape", "smape", "mase"))),
+            is_champion=bool(m["is_champion"]),
+            model_id=m["model_id"],
+        )
+        for m in metric_rows
+    )
+    forecasts = tuple(
+        ForecastRow(
+            **{k: f[k] for k in ("series_id", "model_kind", "step", "yhat", "yhat_lower", "yhat_upper", "model_id")},
+            origin=str(f["origin"]),
+            period=str(f["period"]),
+            interval_level=num(f["interval_level"]),
+            is_champion=True,
+        )
+        for f in forecast_rows
+    )
+    columns = {c.name for c in dataclasses.fields(Batch)} - {"series"}
+    return RunOutcome(
+        run_id=rid,
+        new_observations=int(run["new_observations"]),
+        revised_observations=sum(int(b["rows_updated"]) for b in batches),
+        batches=tuple(Batch(**{k: b[k] for k in columns}) for b in batches),
+        trained=tuple(str(s["series_id"]) for s in statuses if s["status"] == "trained"),
+        reused=tuple(str(s["series_id"]) for s in statuses if s["status"] == "reused"),
+        skipped=tuple(
+            Skip(str(s["series_id"]), str(s["reason"])) for s in statuses if s["status"] in ("skipped", "failed")
+        ),
+        champions={m.series_id: m.model_kind for m in metrics if m.is_champion},
+        metrics=metrics,
+        forecasts=forecasts,
+        database=database,
+        data_dir=data_dir,
+    )

@@ -1,4 +1,4 @@
-"""`RecurrentForecaster`: one estimator for simple RNN, LSTM and GRU networks.
+"""`RecurrentForecaster`: one estimator for simple RNN, LSTM and GRU networks (the kinds `rnn`, `lstm`, `gru`).
 
 Following the estimator contract: the constructor stores settings only; `fit` sets the fitted state
 (attributes ending in `_`); inputs are never mutated.
@@ -7,13 +7,14 @@ Following the estimator contract: the constructor stores settings only; `fit` se
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from seqcast.batched import Job, train_many
+from seqcast.batched import Job, pays_off, train_many
 from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, train_network
 from seqcast.windows import Scaler, fit_scaler, history_needed, last_window, make_windows
@@ -82,9 +83,14 @@ class RecurrentForecaster:
         return self._set_members(members)
 
     @classmethod
-    def fit_many(cls, config: ModelConfig, series: list[np.ndarray], curve: bool = True) -> list[RecurrentForecaster]:
-        """Fit one forecaster per series, training all their networks (every series, every ensemble seed)
-        as stacked, batched computations (`seqcast.batched`). Equal to `fit` on each, up to rounding."""
+    def fit_many(
+        cls, config: ModelConfig, series: Sequence[np.ndarray], curve: bool = True, batched: bool = True
+    ) -> list[RecurrentForecaster]:
+        """Fit one forecaster per series. With `batched` (where stacking is the faster way: `batched.pays_off`),
+        all their networks (every series, every ensemble seed) train as stacked computations
+        (`seqcast.batched`), equal to `fit` on each up to rounding; otherwise one by one."""
+        if not (batched and len(series) > 1 and pays_off(config)):
+            return [cls(config).fit(y, curve=curve) for y in series]
         models = [cls(config) for _ in series]
         jobs = [model._prepare(values) for model, values in zip(models, series, strict=True)]
         flat = [job for series_jobs in jobs for job in series_jobs]
@@ -148,6 +154,7 @@ class RecurrentForecaster:
         """Fitted state as tensors and plain values only, loadable with `torch.load(weights_only=True)`."""
         self._check_fitted()
         return {
+            "kind": self.config.kind,
             "config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
             "state_dicts": [net.state_dict() for net in self.nets_],
             "scaler": self.scaler_.to_dict(),

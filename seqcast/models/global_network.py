@@ -1,4 +1,5 @@
-"""One network across all series (a "global" model), as the deep-learning forecasting libraries train them.
+"""One network across all series (the kinds `global_rnn`, `global_lstm`, `global_gru`), as the deep-learning
+forecasting libraries train them.
 
 Each series keeps its own scaler (fit on its own training part), so series of any level and unit share
 one network: the windows of every series are pooled and the network is trained on mini-batches drawn
@@ -17,16 +18,10 @@ import torch
 from torch import nn
 
 from seqcast.config import ModelConfig
-from seqcast.models import RecurrentNet
+from seqcast.models import GLOBAL_PREFIX
+from seqcast.models.recurrent import RecurrentNet
 from seqcast.train import deterministic, seeded_build
 from seqcast.windows import fit_scaler, history_needed, last_window, make_windows
-
-#: How the global model's candidate is named in metrics and forecasts: `global_<kind>`.
-PREFIX = "global_"
-
-
-def global_kind(kind: str) -> str:
-    return f"{PREFIX}{kind}"
 
 
 class GlobalForecaster:
@@ -137,6 +132,7 @@ class GlobalForecaster:
     def to_state(self) -> dict[str, Any]:
         """Fitted state as tensors and plain values only, loadable with `torch.load(weights_only=True)`."""
         return {
+            "kind": f"{GLOBAL_PREFIX}{self.config.kind}",
             "global": True,
             "config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
             "steps": int(self.steps),

@@ -1,0 +1,222 @@
+"""Everything that touches Prefect: stages as tasks (names, retries, cache keys, safe results), artifacts,
+task runners. `seqcast` itself never imports Prefect; `pipeline.run` takes the executor built here.
+
+Caching is keyed on content (`Stage.key`: data hashes, settings hashes, model code version, and whether the
+files a stage left are still there), never on frames or models. Results are persisted under the data folder in
+`task-results/`, as plain JSON of seqcast's records, and a stored result is read only if it is exactly that:
+Prefect would otherwise deserialise whatever serializer a stored file names (a pickle would run code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prefect import Task, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
+from prefect.futures import PrefectFuture
+from prefect.serializers import Serializer
+from prefect.utilities.annotations import quote
+from pydantic import Field
+
+from seqcast import records
+from seqcast.config import RunConfig
+from seqcast.records import RunOutcome, Skip
+from seqcast.report import forecast_table, metrics_table, shown, summary_markdown
+from seqcast.stages import Stage
+
+log = logging.getLogger(__name__)
+
+#: Retries of a stage that touches files or the database (a transient failure is retried).
+RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [2, 10]}
+#: Failed tasks shown per run for series that were not published; the rest are listed in the summary.
+MAX_FAILED_TASKS = 50
+SERIALIZER_TYPE = "seqcast-records"
+
+
+class RecordSerializer(Serializer):  # type: ignore[type-arg]
+    """Task results as JSON of seqcast's records (`seqcast.records.dumps`): nothing in them can run code."""
+
+    type: str = Field(default=SERIALIZER_TYPE, frozen=True)
+
+    def dumps(self, obj: Any) -> bytes:
+        return records.dumps(obj)
+
+    def loads(self, blob: bytes) -> Any:
+        return records.loads(blob)
+
+
+class UntrustedResult(ValueError):
+    """A stored task result that seqcast did not write in its own format; it is recomputed, never loaded."""
+
+
+def check_result(data: bytes) -> bytes:
+    """`data` if it is a result record written with `RecordSerializer` (and nothing else)."""
+    try:
+        stored = json.loads(data)
+    except ValueError:
+        raise UntrustedResult("not a task result record") from None
+    metadata = stored.get("metadata") if isinstance(stored, dict) else None
+    serializer = metadata.get("serializer") if isinstance(metadata, dict) else None
+    if serializer != {"type": SERIALIZER_TYPE} or not isinstance(stored.get("result"), str):
+        raise UntrustedResult(f"refusing a task result not written as {SERIALIZER_TYPE}")
+    return data
+
+
+class ResultFolder(LocalFileSystem):
+    """Task results in a folder, read back only when `check_result` accepts them (others are cache misses)."""
+
+    _block_type_name = "seqcast result folder"
+    _block_type_slug = "seqcast-result-folder"
+
+    async def aread_path(self, path: str) -> bytes:
+        return check_result(await super().aread_path(path))
+
+    def read_path(self, path: str, _sync: bool | None = None) -> bytes:  # type: ignore[override]
+        return check_result(LocalFileSystem.read_path(self, path, _sync=True))
+
+
+def _plain(value: Any) -> Any:
+    """A parameter's value, whether or not it was passed wrapped in `quote`."""
+    return value.unquote() if isinstance(value, quote) else value
+
+
+def _key_fn(stage: Stage) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+        assert stage.key is not None
+        value = stage.key(*(_plain(a) for a in parameters["args"]))
+        # Keys are shared across tasks (PREFECT-NOTES): a run key names its stage.
+        return None if value is None else (f"{stage.name}-{value}" if stage.reuse == "run" else value)
+
+    return key
+
+
+class PrefectExecutor:
+    """Runs `pipeline.run`'s stages as Prefect tasks: cached on content, retried where they touch I/O, results
+    persisted safely under the data folder; a progress artifact; unpublished series shown as Failed tasks; the
+    report stage also writes the run's artifacts.
+
+    Args:
+        quoting: wrap large inputs in `quote`, so that Prefect does not walk each element looking for futures
+            (which, with thousands of series, cost more than the task); the thread runner unwraps them before
+            calling, and the tasks unwrap anything still wrapped.
+    """
+
+    def __init__(self, config: RunConfig, quoting: bool = True) -> None:
+        folder = str(config.paths().results.resolve())
+        self.storage = ResultFolder(basepath=folder)
+        # Prefect takes result storage as a block saved on its server (Dask workers load it from there).
+        self.storage.save(f"seqcast-results-{hashlib.sha256(folder.encode()).hexdigest()[:16]}", overwrite=True)
+        self.quoting = quoting
+        self.states: dict[str, str] = {}
+        self._tasks: dict[str, Task[..., Any]] = {}
+        self._progress: Any = None
+
+    def _task(self, stage: Stage) -> Task[..., Any]:
+        if stage.name not in self._tasks:
+            after = _AFTER.get(stage.name)
+
+            def body(*args: Any) -> Any:
+                result = stage.fn(*(_plain(a) for a in args))
+                return after(result) if after else result
+
+            body.__name__ = body.__qualname__ = stage.name.replace("-", "_")
+            caching: dict[str, Any] = (
+                {"cache_policy": NO_CACHE} if stage.reuse == "never" else {"cache_key_fn": _key_fn(stage)}
+            )
+            self._tasks[stage.name] = task(
+                body,
+                name=stage.name,
+                persist_result=stage.reuse != "never",
+                result_storage=self.storage,
+                result_serializer=RecordSerializer(),
+                **caching,
+                **(RETRIES if stage.io else {"retries": 0}),
+            )
+        return self._tasks[stage.name]
+
+    def submit(self, stage: Stage, *args: Any, label: str = "") -> tuple[str, PrefectFuture[Any]]:
+        name = f"{stage.name}-{label}" if label else stage.name
+        wrapped = [quote(a) if self.quoting and not isinstance(a, (str, RunConfig)) else a for a in args]
+        return name, self._task(stage).with_options(task_run_name=name).submit(*wrapped)
+
+    def result(self, handle: tuple[str, PrefectFuture[Any]]) -> Any:
+        name, future = handle
+        value = future.result()
+        self.states[name] = future.state.name
+        return value
+
+    def progress(self, done: int, total: int) -> None:
+        if self._progress is None:
+            self._progress = create_progress_artifact(0.0, description="chunks of series validated and trained")
+        update_progress_artifact(self._progress, 100.0 * done / max(total, 1))
+
+    def not_published(self, skipped: Sequence[Skip]) -> None:
+        runs = {s.series_id: _not_trained.submit(s.series_id, s.reason) for s in skipped[:MAX_FAILED_TASKS]}
+        for series_id, future in runs.items():
+            future.wait()
+            self.states[f"not-trained-{series_id}"] = future.state.name
+
+
+class SeriesNotTrained(RuntimeError):
+    """Raised by the `not-trained` task so that the UI shows the series as Failed, with the reason."""
+
+
+@task(name="not-trained", task_run_name="not-trained-{series_id}", cache_policy=NO_CACHE, retries=0)
+def _not_trained(series_id: str, reason: str) -> None:
+    raise SeriesNotTrained(f"{series_id}: {reason}")
+
+
+def report_artifacts(outcome: RunOutcome) -> RunOutcome:
+    """The run's metrics table, forecast table and summary, as artifacts of the report task."""
+    metrics, metrics_note = shown(metrics_table(outcome), "latest_metrics")
+    create_table_artifact(
+        key="metrics",
+        table=metrics,
+        description=f"Holdout metrics per series and model; seasonal naive alongside. {metrics_note}",
+    )
+    forecasts, forecasts_note = shown(forecast_table(outcome), "latest_forecasts")
+    create_table_artifact(
+        key="forecasts",
+        table=forecasts,
+        description=f"Published forecasts (the champion of each series). {forecasts_note}",
+    )
+    create_markdown_artifact(key="run-summary", markdown=summary_markdown(outcome), description="Run summary")
+    return outcome
+
+
+_AFTER: dict[str, Callable[[Any], Any]] = {"report": report_artifacts}
+
+
+def task_runner(kind: str, address: str | None, workers: int, threads_per_worker: int) -> Any:
+    """Threads in this process (training in `workers` processes), or Dask workers (one thread each).
+
+    Raises ValueError when Dask is asked for without a Prefect server (each worker would start its own).
+    """
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=threads_per_worker * workers)
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ValueError(
+            "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
+            "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+        )
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})

@@ -1,0 +1,410 @@
+"""The monthly pipeline's stages as plain functions of records, each with what a runner needs to cache it.
+
+    ingest -> snapshot -> validate, train (per chunk) [-> global] -> forecast (per chunk) -> charts + publish
+    -> report
+
+A stage takes settings, ids and records and returns records (`seqcast.records`); models and frames stay on
+disk. Each `Stage` says how its result may be reused: by content (`key` gives the same string exactly when
+the result would be the same, and only while the files it left are still there), within one run (charts,
+publish, report: a retried or resumed run reuses them), or never; and whether it touches I/O (retried).
+`seqcast.pipeline` composes them; a runner (plain, Prefect, Dask) executes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from seqcast import artifacts, ingest, lake, plots, progress, publish, store, workers
+from seqcast import forecast as fc
+from seqcast._files import safe_name
+from seqcast.config import MODEL_CODE_VERSION, RunConfig
+from seqcast.errors import one_line
+from seqcast.records import (
+    Charts,
+    Failure,
+    Fit,
+    Forecast,
+    GlobalResult,
+    Ingested,
+    RunOutcome,
+    SeriesRef,
+    Skip,
+    Snapshot,
+    Validation,
+)
+from seqcast.report import write_html
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage and how a runner may treat it.
+
+    Attributes:
+        reuse: "content" (reused when `key` repeats), "run" (reused within one run, keyed by its run id) or
+            "never".
+        key: for "content" stages, the content key of a call (same arguments as `fn`); None means do not reuse.
+        io: the stage reads or writes files or the database, so a failure may be transient: retry it.
+        label: the argument that names a task run (a chunk's first series), if any.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    reuse: Literal["content", "run", "never"]
+    key: Callable[..., str | None] | None = None
+    io: bool = True
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def stage_key(stage: str, config: RunConfig, refs: Sequence[SeriesRef] | None = None, extra: str = "") -> str:
+    """Content key of a stage's result: stage, model code version, the settings that shape it, and the data
+    hashes of the series it covers. Equal keys mean equal results."""
+    glob = config.global_config()
+    parts = [
+        stage,
+        MODEL_CODE_VERSION,
+        str(config.paths().root.resolve()),
+        ",".join(c.config_hash() for c in config.model_configs()),
+        f"h{config.horizon}-ho{config.holdout}-l{config.interval_level}-f{config.fill_gaps}",
+        f"global-{glob.config_hash()}-{config.global_steps}" if glob else "no-global",
+        extra,
+    ]
+    if refs is not None:
+        parts.extend(f"{r.series_id}={r.data_hash}" for r in refs)
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"{stage}-{digest}"
+
+
+def _present(paths: Sequence[Path]) -> str:
+    """A key part that holds while every file a stage left is there and sound, and changes once one is not
+    (deleted, or altered since it was written): the stage then runs again instead of being reused."""
+    ok = all(artifacts.verified(p) if p.suffix == ".pt" else p.exists() for p in paths)
+    return "present" if ok else f"missing-{uuid.uuid4().hex}"
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+
+
+def pending_files(config: RunConfig) -> list[str]:
+    """The files a run would ingest now: its sources, then the inbox."""
+    return [str(p) for p in [*map(Path, config.sources), *ingest.inbox_files(config.paths())]]
+
+
+def data_version(config: RunConfig) -> str:
+    """A key that changes whenever the stored observations change (for caching the snapshot)."""
+    store_id, version = store.store_identity(store.engine(config.database_url()))
+    return f"{store_id}:{version}"
+
+
+def ingest_stage(config: RunConfig) -> Ingested:
+    """Ingest `sources` and every inbox file; the bundled series when the store never received anything.
+
+    Raises IngestFailure when a file could not be ingested for a reason other than its content (it is still
+    where it was): a retry, or the next run, tries it again.
+    """
+    paths = config.paths().create()
+    engine = store.engine(config.database_url())
+    sources = [Path(s) for s in config.sources] + ingest.inbox_files(paths)
+    # The demo only for a store that never received anything (a failed file is not "nothing").
+    if not sources and config.use_bundled_demo and store.count_batches(engine) == 0:
+        sources = [ingest.bundled_series_path()]
+    reports = ingest.ingest_files(engine, paths, sources, series_id=config.series_id)
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:
+        first = failed[0].error or failed[0].source
+        raise ingest.IngestFailure(f"{len(failed)} file(s) not ingested; first: {first}")
+    store_id, version = store.store_identity(engine)
+    return Ingested(
+        batches=tuple(reports),
+        new_observations=sum(r.rows_inserted for r in reports),
+        revised_observations=sum(r.rows_updated for r in reports),
+        data_version=f"{store_id}:{version}",
+    )
+
+
+def _ingest_key(config: RunConfig) -> str | None:
+    if pending_files(config):
+        return None  # received files are always recorded (the library tells re-sent rows from new ones)
+    return stage_key("ingest", config, extra=data_version(config))
+
+
+# --------------------------------------------------------------------------------------------- snapshot
+
+
+def _fill_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Insert missing interior months per series, linearly interpolated and marked is_filled."""
+    out = []
+    for series_id, group in frame.groupby("series_id", sort=False):
+        full = pd.date_range(group["period"].min(), group["period"].max(), freq="MS").astype("datetime64[us]")
+        if len(full) == len(group):
+            out.append(group)
+            continue
+        g = group.set_index("period").reindex(full)
+        g.index.name = "period"
+        g["series_id"] = series_id
+        g["is_filled"] = g["is_filled"].isna() | g["is_filled"].astype("boolean").fillna(False)
+        g["value"] = g["value"].interpolate(method="linear")
+        out.append(g.reset_index()[frame.columns])
+    return pd.concat(out, ignore_index=True) if out else frame
+
+
+def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
+    """Write the lake's Parquet snapshots (as of data `version`) and decide which series can be trained."""
+    paths = config.paths().create()
+    frame = store.load_observations(store.engine(config.database_url()))
+    filled: dict[str, int] = {}
+    if config.fill_gaps and len(frame):
+        before = frame.groupby("series_id").size()
+        frame = _fill_gaps(frame)
+        grown = frame.groupby("series_id").size() - before
+        filled = {str(k): int(v) for k, v in grown.items() if v > 0}
+    refs = lake.snapshot(frame, paths.lake)
+    configs = fc.candidate_configs(config.model_configs())
+    eligible, skipped = [], []
+    for ref in refs:
+        reason = fc.ineligible_reason(ref, configs, config.holdout)
+        if reason:
+            skipped.append(Skip(ref.series_id, reason))
+            log.warning("series %r not trained: %s", ref.series_id, reason)
+        else:
+            eligible.append(ref)
+    return Snapshot(tuple(eligible), tuple(skipped), filled)
+
+
+def _lake_listing(config: RunConfig) -> str:
+    """The lake's files, as names: a snapshot is reused only while they are all still there."""
+    lake_dir = config.paths().lake
+    if not lake_dir.exists():
+        return "no-lake"
+    names = sorted(f"{d.name}/{f.name}" for d in os.scandir(lake_dir) if d.is_dir() for f in os.scandir(d.path))
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def _snapshot_key(config: RunConfig, version: str) -> str:
+    return stage_key("snapshot", config, extra=f"{version}:{_lake_listing(config)}")
+
+
+# ------------------------------------------------------------------------------------------ per chunk
+
+
+def _per_series(refs: Sequence[SeriesRef], stage: str, work: Callable[[SeriesRef], Any], advance: bool = True
+                ) -> list[Any]:  # fmt: skip
+    """Run `work` on each series; a failure is recorded for that series and the others go on."""
+    results: list[Any] = []
+    for ref in refs:
+        try:
+            results.append(work(ref))
+        except Exception as exc:  # one bad series must not sink the run
+            log.error("series %r failed: %s", ref.series_id, one_line(exc))
+            results.append(Failure(ref.series_id, stage, one_line(exc)))
+        if advance:
+            progress.advance(1)
+    return results
+
+
+def _chunk(refs: Sequence[SeriesRef], stage: str, many: Callable[[Sequence[SeriesRef], bool], list[Any]],
+           batched: bool) -> list[Any]:  # fmt: skip
+    """Run `many` on the whole chunk (batched); if that fails, one series at a time so that only the
+    failing series are lost."""
+    if batched and len(refs) > 1:
+        try:
+            results = many(refs, True)
+        except Exception as exc:
+            log.warning("batched training of %d series failed (%s); training them one by one", len(refs), exc)
+        else:
+            progress.advance(len(refs))
+            return results
+    return _per_series(refs, stage, lambda ref: many([ref], False)[0])
+
+
+def validate_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Validation | Failure]:
+    """Holdout validation of every kind (baselines included) for a chunk of series."""
+    configs, models_dir = config.model_configs(), config.paths().models
+
+    def many(chunk: Sequence[SeriesRef], batched: bool) -> list[Any]:
+        return workers.call(fc.validate_many, list(chunk), configs, config.holdout, models_dir, batched)
+
+    return _chunk(refs, "validate", many, config.batch_training)
+
+
+def train_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Fit | Failure]:
+    """Final refit on all data of every kind for a chunk of series (stored fits are reused), with forecasts."""
+    configs, models_dir = config.model_configs(), config.paths().models
+
+    def many(chunk: Sequence[SeriesRef], batched: bool) -> list[Any]:
+        return workers.call(fc.train_many, list(chunk), configs, models_dir, config.horizon, batched)
+
+    return _chunk(refs, "train", many, config.batch_training)
+
+
+def _models_key(stage: str, purpose: str) -> Callable[[Sequence[SeriesRef], RunConfig], str]:
+    def key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
+        files = fc.expected_artifacts(refs, config.model_configs(), config.holdout, config.paths().models, purpose)
+        return stage_key(stage, config, refs, extra=_present(files))
+
+    return key
+
+
+def global_stage(refs: Sequence[SeriesRef], config: RunConfig) -> GlobalResult | None:
+    """The global model's holdout scores and forecasts for every series (None when not configured)."""
+    global_config = config.global_config()
+    if global_config is None or not refs:
+        return None
+    return fc.global_candidates(
+        refs, global_config, config.holdout, config.horizon, config.paths().models, config.global_steps
+    )
+
+
+def _global_key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
+    glob = config.global_config()
+    files = [] if glob is None else fc.global_artifacts(refs, glob, config.holdout, config.paths().models,
+                                                        config.global_steps)  # fmt: skip
+    return stage_key("global", config, refs, extra=_present(files))
+
+
+def forecast_chunk(
+    refs: Sequence[SeriesRef], validations: Sequence[Any], fits: Sequence[Any], config: RunConfig
+) -> list[Forecast | Failure]:
+    """The published forecasts (every candidate, champion marked) for a chunk of series."""
+    by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
+    by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
+    ready = [r for r in refs if r.series_id in by_val and r.series_id in by_fit]
+    return workers.call(_forecast_all, ready, by_val, by_fit, config.horizon, config.interval_level)
+
+
+def _forecast_all(refs: list[SeriesRef], by_val: dict[str, Validation], by_fit: dict[str, Fit], horizon: int,
+                  level: float) -> list[Any]:  # fmt: skip
+    def work(ref: SeriesRef) -> Forecast:
+        return fc.forecast_series(ref, by_val[ref.series_id], by_fit[ref.series_id], horizon, level)
+
+    return _per_series(refs, "forecast", work, advance=False)
+
+
+def _forecast_key(refs: Sequence[SeriesRef], validations: Any, fits: Any, config: RunConfig) -> str:
+    return stage_key("forecast", config, refs)
+
+
+# ------------------------------------------------------------------------------------ publish and after
+
+
+def publish_stage(
+    run_id: str,
+    config: RunConfig,
+    ingested: Ingested,
+    snap: Snapshot,
+    validations: Sequence[Any],
+    fits: Sequence[Any],
+    forecasts: Sequence[Any],
+) -> RunOutcome:
+    """Write the run's models, metrics, forecasts and run row in one transaction; return the outcome."""
+    engine = store.engine(config.database_url())
+    model_ids = [m.model_id for m in publish.model_records(validations, fits)]
+    rows, outcome = publish.run_rows(
+        run_id,
+        ingested,
+        snap,
+        validations,
+        fits,
+        forecasts,
+        known_models=store.known_model_ids(engine, model_ids),
+        now=store.utcnow(),
+        database=store.redacted(config.database_url()),
+        data_dir=str(config.paths().root),
+    )
+    store.write_run(engine, rows)
+    return outcome
+
+
+def charts_stage(run_id: str, config: RunConfig, validations: Sequence[Any], fits: Sequence[Any],
+                 forecasts: Sequence[Any]) -> Charts:  # fmt: skip
+    """Plot the first `max_plots` published series (by id): loss curves; history, holdout and forecast.
+
+    Needs the stages' results, not the published tables, so it can run while `publish_stage` writes. A series
+    whose charts cannot be drawn is noted; the others are drawn.
+    """
+    published = publish.published(validations, fits, forecasts)
+    shown = sorted(published)[: config.max_plots]
+    folder = (config.paths().plots / run_id).resolve()
+    engine = store.engine(config.database_url())
+    by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
+    by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
+    jobs = []
+    for sid in shown:
+        history = store.load_observations(engine, [sid])
+        holdout_periods = history["period"].iloc[-config.holdout :].dt.date.astype(str).tolist()
+        predictions = {k: list(c.prediction) for k, c in by_val[sid].candidates.items()}
+        champion = pd.DataFrame([r.__dict__ for r in published[sid].rows if r.is_champion])
+        losses = {k: [list(row) for row in r.history] for k, r in by_fit[sid].models.items() if r.history}
+        jobs.append((sid, history, {"periods": holdout_periods, "predictions": predictions}, champion, losses, folder))
+    # Drawing is the slow part: the series are drawn in the training processes at once (in this process, one at
+    # a time: pyplot is not thread-safe).
+    with ThreadPoolExecutor(max_workers=config.workers if workers.in_processes() else 1) as pool:
+        drawn = list(pool.map(lambda job: workers.call(_plot_series_safely, *job), jobs))
+    paths = tuple(p for result in drawn if isinstance(result, tuple) for p in result)
+    failed = tuple(r for r in drawn if isinstance(r, Skip))
+    return Charts(paths, failed)
+
+
+def _plot_series_safely(*job: Any) -> tuple[str, ...] | Skip:
+    """`_plot_series`, where a series whose charts cannot be drawn is that series' problem, not the run's."""
+    try:
+        return _plot_series(*job)
+    except Exception as exc:
+        log.warning("series %r: charts not drawn (%s)", job[0], one_line(exc))
+        return Skip(str(job[0]), f"charts not drawn: {one_line(exc)}")
+
+
+def _plot_series(
+    sid: str,
+    history: pd.DataFrame,
+    holdout: dict[str, Any],
+    forecasts: pd.DataFrame,
+    losses: dict[str, list[list[float | None]]],
+    folder: Path,
+) -> tuple[str, ...]:
+    """One series' charts: history with holdout predictions and forecast, and the final models' loss."""
+    stem = safe_name(sid)
+    chart = plots.plot_forecast(
+        history, holdout, forecasts, folder / f"{stem}-forecast.png", f"{sid}: actual, holdout predictions, forecast"
+    )
+    if not losses:
+        return (str(chart),)
+    loss = plots.plot_loss(losses, folder / f"{stem}-loss.png", f"{sid}: training loss")
+    return str(chart), str(loss)
+
+
+def report_stage(outcome: RunOutcome, config: RunConfig, charts: Charts) -> RunOutcome:
+    """Write the run's HTML page (tables and charts); return the outcome with the charts and the page."""
+    import dataclasses
+
+    outcome = dataclasses.replace(outcome, plots=charts.paths, notes=(*outcome.notes, *charts.failed))
+    page = write_html(outcome, config.paths().reports.resolve())
+    return dataclasses.replace(outcome, report=str(page.resolve()))
+
+
+def _run_key(run_id: str, *_: Any) -> str:
+    return run_id
+
+
+INGEST = Stage("ingest", ingest_stage, "content", lambda config: _ingest_key(config))
+SNAPSHOT = Stage("snapshot", snapshot_stage, "content", _snapshot_key)
+VALIDATE = Stage("validate", validate_chunk, "content", _models_key("validate", "holdout"))
+TRAIN = Stage("train", train_chunk, "content", _models_key("train", "final"))
+GLOBAL = Stage("global-model", global_stage, "content", _global_key)
+FORECAST = Stage("forecast", forecast_chunk, "content", _forecast_key)
+CHARTS = Stage("charts", charts_stage, "run", _run_key)
+PUBLISH = Stage("publish", publish_stage, "run", _run_key)
+REPORT = Stage("report", report_stage, "run", lambda outcome, *_: outcome.run_id)
