@@ -33,7 +33,9 @@ def load_data() -> pd.DataFrame:
     return pd.concat([air, dev], ignore_index=True)
 
 
-def run_seqcast(frame: pd.DataFrame, preset: str, models: list[str], horizon: int, windows: int) -> tuple:
+def run_seqcast(
+    frame: pd.DataFrame, preset: str, models: list[str], horizon: int, windows: int
+) -> tuple[pd.DataFrame, float]:
     configs = [model_config_for(kind, preset, horizon) for kind in models]
     start = time.perf_counter()
     forecasts, skipped = bt.run_backtest(frame, configs, horizon, windows, level=0.8)
@@ -110,12 +112,12 @@ def main() -> None:
             seconds[kind] = secs
     if not args.no_baselines:
         try:
-            stats, secs = run_statsforecast(frame, args.horizon, args.windows)
+            stats, stat_secs = run_statsforecast(frame, args.horizon, args.windows)
         except ImportError:
             print("statsforecast is not installed (pip install -e '.[bench]'): baselines skipped")
         else:
             parts.append(stats)
-            seconds |= {f"statsforecast: {k}": v for k, v in secs.items()}
+            seconds |= {f"statsforecast: {k}": v for k, v in stat_secs.items()}
     forecasts = pd.concat(parts, ignore_index=True)
     metrics = bt.window_metrics(forecasts, frame)
 

@@ -47,6 +47,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -203,7 +204,7 @@ def run_flow(
     chunk: int,
     batched: bool,
     server: tuple[str, psutil.Process] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """One `seqcast run` in a subprocess (reporting to `server`, else to its own temporary server); wall time,
     peak memory, CPU time and the run's training seconds."""
     command = [
@@ -270,7 +271,7 @@ def training_speedup(panel: pd.DataFrame, kind: str, preset: str, n_series: int)
     one = [RecurrentForecaster(config).fit(y, curve=False) for y in ys]
     one_by_one = time.perf_counter() - start
     start = time.perf_counter()
-    many = RecurrentForecaster.fit_many(config, ys, curve=False)
+    many = RecurrentForecaster.fit_stacked(config, ys, curve=False)
     batched = time.perf_counter() - start
     worst = max(float(np.max(np.abs(a.predict(12) / b.predict(12) - 1))) for a, b in zip(one, many, strict=True))
     assert worst < 1e-3, f"batched and one-by-one forecasts differ by {worst:.2e}"
@@ -307,7 +308,7 @@ def stack_sizes(panel: pd.DataFrame, n_series: int) -> None:
                 for budget in budgets:
                     batched.STACK_ELEMENTS = budget
                     start = time.perf_counter()
-                    RecurrentForecaster.fit_many(config, ys, curve=False)
+                    RecurrentForecaster.fit_stacked(config, ys, curve=False)
                     seconds = time.perf_counter() - start
                     cells.append(f"{seconds:>8.2f} ({one / seconds:.2f}x)")
                 print(f"{preset:>8} {kind:>5} {one:>13.2f}" + "".join(f"{c:>16}" for c in cells), flush=True)
@@ -315,7 +316,7 @@ def stack_sizes(panel: pd.DataFrame, n_series: int) -> None:
         batched.STACK_ELEMENTS = default
 
 
-def check_targets(runs: list[tuple[int, str, dict]]) -> None:
+def check_targets(runs: list[tuple[int, str, dict[str, Any]]]) -> None:
     """The issue's targets on this machine, against the batched runs."""
     by_size = {n: r for n, label, r in runs if label == "batched"}
 
@@ -371,7 +372,7 @@ def main() -> None:
         f"{'series':>7} {'training':>11} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} "
         f"{'train share':>12} {'outside':>8} {'CPU outside':>12} {'s/series':>9} {'marginal s/series':>18}"
     )
-    runs: list[tuple[int, str, dict]] = []
+    runs: list[tuple[int, str, dict[str, Any]]] = []
     plan = [(n, True) for n in sorted(args.sizes)]
     if args.baseline_size:
         plan.append((args.baseline_size, False))

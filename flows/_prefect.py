@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import Task, task
@@ -27,25 +28,26 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem
 from prefect.futures import PrefectFuture
 from prefect.serializers import Serializer
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import NotSet, quote
 from pydantic import Field
 
 from seqcast import records
 from seqcast.config import RunConfig
 from seqcast.records import RunOutcome, Skip
 from seqcast.report import forecast_table, metrics_table, shown, summary_markdown
-from seqcast.stages import Stage
+from seqcast.stages import Stage, files_left, files_sound
 
 log = logging.getLogger(__name__)
 
-#: Retries of a stage that touches files or the database (a transient failure is retried).
-RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [2, 10]}
+#: Retries of a stage that touches files or the database (a transient failure is retried), and their delays.
+RETRIES = 2
+RETRY_DELAYS: list[float] = [2, 10]
 #: Failed tasks shown per run for series that were not published; the rest are listed in the summary.
 MAX_FAILED_TASKS = 50
 SERIALIZER_TYPE = "seqcast-records"
 
 
-class RecordSerializer(Serializer):  # type: ignore[type-arg]
+class RecordSerializer(Serializer):
     """Task results as JSON of seqcast's records (`seqcast.records.dumps`): nothing in them can run code."""
 
     type: str = Field(default=SERIALIZER_TYPE, frozen=True)
@@ -84,7 +86,8 @@ class ResultFolder(LocalFileSystem):
         return check_result(await super().aread_path(path))
 
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:  # type: ignore[override]
-        return check_result(LocalFileSystem.read_path(self, path, _sync=True))
+        data: bytes = LocalFileSystem.read_path(self, path, _sync=True)  # type: ignore[call-arg, assignment]
+        return check_result(data)
 
 
 def _plain(value: Any) -> Any:
@@ -92,14 +95,35 @@ def _plain(value: Any) -> Any:
     return value.unquote() if isinstance(value, quote) else value
 
 
-def _key_fn(stage: Stage) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
+def _key_fn(stage: Stage, folder: Path) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         assert stage.key is not None
         value = stage.key(*(_plain(a) for a in parameters["args"]))
+        if value is None:
+            return None
         # Keys are shared across tasks (PREFECT-NOTES): a run key names its stage.
-        return None if value is None else (f"{stage.name}-{value}" if stage.reuse == "run" else value)
+        value = f"{stage.name}-{value}" if stage.reuse == "run" else value
+        if stage.leaves_files:
+            _drop_if_unsound(folder / value)
+        return value
 
     return key
+
+
+def _drop_if_unsound(stored: Path) -> None:
+    """Remove a stored result whose files are gone or altered (a deleted lake, a tampered model): the stage then
+    runs again and makes them anew, instead of being reused from the cache."""
+    try:
+        data = check_result(stored.read_bytes())
+    except FileNotFoundError:
+        return
+    except (OSError, UntrustedResult):
+        stored.unlink(missing_ok=True)
+        return
+    result = records.loads(json.loads(data)["result"].encode())
+    if not files_sound(files_left(result)):
+        log.warning("stored result %s points at missing or altered files: running the stage again", stored.name)
+        stored.unlink(missing_ok=True)
 
 
 class PrefectExecutor:
@@ -114,10 +138,11 @@ class PrefectExecutor:
     """
 
     def __init__(self, config: RunConfig, quoting: bool = True) -> None:
-        folder = str(config.paths().results.resolve())
-        self.storage = ResultFolder(basepath=folder)
+        self.folder = config.paths().results.resolve()
+        self.storage = ResultFolder(basepath=str(self.folder))
         # Prefect takes result storage as a block saved on its server (Dask workers load it from there).
-        self.storage.save(f"seqcast-results-{hashlib.sha256(folder.encode()).hexdigest()[:16]}", overwrite=True)
+        name = f"seqcast-results-{hashlib.sha256(str(self.folder).encode()).hexdigest()[:16]}"
+        self.storage.save(name, overwrite=True)
         self.quoting = quoting
         self.states: dict[str, str] = {}
         self._tasks: dict[str, Task[..., Any]] = {}
@@ -132,18 +157,17 @@ class PrefectExecutor:
                 return after(result) if after else result
 
             body.__name__ = body.__qualname__ = stage.name.replace("-", "_")
-            caching: dict[str, Any] = (
-                {"cache_policy": NO_CACHE} if stage.reuse == "never" else {"cache_key_fn": _key_fn(stage)}
-            )
+            reused = stage.reuse != "never"
             self._tasks[stage.name] = task(
-                body,
                 name=stage.name,
-                persist_result=stage.reuse != "never",
+                persist_result=reused,
                 result_storage=self.storage,
                 result_serializer=RecordSerializer(),
-                **caching,
-                **(RETRIES if stage.io else {"retries": 0}),
-            )
+                cache_policy=NO_CACHE if not reused else NotSet,
+                cache_key_fn=_key_fn(stage, self.folder) if reused else None,
+                retries=RETRIES if stage.io else 0,
+                retry_delay_seconds=RETRY_DELAYS,
+            )(body)
         return self._tasks[stage.name]
 
     def submit(self, stage: Stage, *args: Any, label: str = "") -> tuple[str, PrefectFuture[Any]]:
@@ -154,7 +178,7 @@ class PrefectExecutor:
     def result(self, handle: tuple[str, PrefectFuture[Any]]) -> Any:
         name, future = handle
         value = future.result()
-        self.states[name] = future.state.name
+        self.states[name] = str(future.state.name)
         return value
 
     def progress(self, done: int, total: int) -> None:
@@ -166,7 +190,7 @@ class PrefectExecutor:
         runs = {s.series_id: _not_trained.submit(s.series_id, s.reason) for s in skipped[:MAX_FAILED_TASKS]}
         for series_id, future in runs.items():
             future.wait()
-            self.states[f"not-trained-{series_id}"] = future.state.name
+            self.states[f"not-trained-{series_id}"] = str(future.state.name)
 
 
 class SeriesNotTrained(RuntimeError):
@@ -215,7 +239,7 @@ def task_runner(kind: str, address: str | None, workers: int, threads_per_worker
             "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
             "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
         )
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if address:
         return DaskTaskRunner(address=address)

@@ -42,7 +42,7 @@ def compact(outcome: RunOutcome) -> RunOutcome:
 @flow(
     name="monthly-forecast",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * RunConfig().workers),
+    task_runner=ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * RunConfig().workers),  # type: ignore[arg-type]
 )
 def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts.

@@ -83,7 +83,7 @@ def backtest_series(
     return rows
 
 
-def _job(args: tuple) -> list[dict[str, Any]]:
+def _job(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     return backtest_series(*args)
 
 

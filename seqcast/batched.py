@@ -65,7 +65,7 @@ def pays_off(config: ModelConfig) -> bool:
     return config.kind != "lstm" or config.hidden <= 16
 
 
-def group_key(job: Job) -> tuple:
+def group_key(job: Job) -> tuple[object, ...]:
     """Jobs that can share one stacked computation: same architecture, shapes and optimiser settings."""
     c = job.config
     return (c.kind, c.hidden, c.layers, c.lr, job.X.shape[1], job.Y.shape[1], c.patience, c.val_fraction)
@@ -79,7 +79,7 @@ def train_many(build: Callable[[ModelConfig], nn.Module], jobs: list[Job], curve
         curve: as in `train_network`: without it, a fit that needs no validation curve skips that phase.
     """
     results: list[TrainResult | None] = [None] * len(jobs)
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[object, ...], list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(group_key(job), []).append(i)
     stacks = [stack for ids in groups.values() for stack in stacks_of([jobs[i] for i in ids], ids)]
@@ -208,14 +208,14 @@ def stacked_forward(kind: str, layers: int, params: dict[str, torch.Tensor], x: 
                 # One sigmoid over all four gates (g's pre-activation doubled: tanh(x) = 2 sigmoid(2x) - 1),
                 # and `split` views, whose backward is a single concatenation rather than a zero fill per slice.
                 gates = torch.baddbmm(gx, h, w_hh_t) * lstm_scale  # [M, N, 4H]: i, f, 2g, o
-                i, f, g, o = torch.sigmoid(gates).split(H, dim=-1)
+                i, f, g, o = torch.sigmoid(gates).split(H, dim=-1)  # type: ignore[no-untyped-call]
                 c = f * c + i * (2 * g - 1)
                 h = o * _tanh(c)
             else:  # gru: r, z, n
                 gh = torch.baddbmm(b_hh[:, None, :], h, w_hh_t)
-                gx_rz, gx_n = gx.split([2 * H, H], dim=-1)
-                gh_rz, gh_n = gh.split([2 * H, H], dim=-1)
-                r, z = torch.sigmoid(gx_rz + gh_rz).split(H, dim=-1)
+                gx_rz, gx_n = gx.split([2 * H, H], dim=-1)  # type: ignore[no-untyped-call]
+                gh_rz, gh_n = gh.split([2 * H, H], dim=-1)  # type: ignore[no-untyped-call]
+                r, z = torch.sigmoid(gx_rz + gh_rz).split(H, dim=-1)  # type: ignore[no-untyped-call]
                 n = _tanh(gx_n + r * gh_n)
                 h = n + z * (h - n)  # (1 - z) * n + z * h
             if layer < layers - 1:
@@ -268,7 +268,7 @@ def _fit(
     for epoch in range(1, max(epochs) + 1):
         optimiser.zero_grad()
         losses = _member_mse(stacked_forward(kind, layers, params, X), Y, mask, counts)
-        losses.sum().backward()
+        losses.sum().backward()  # type: ignore[no-untyped-call]
         optimiser.step()
         train_losses = losses.detach().tolist()
         val_losses: list[float | None] = [None] * M

@@ -426,9 +426,7 @@ def report(
     config = _config(data_dir=data_dir, db_url=db_url)
     engine = _reader(data_dir, db_url)
     try:
-        outcome = store.run_outcome(
-            engine, run_id, store.redacted(config.database_url()), str(config.paths().root)
-        )
+        outcome = store.run_outcome(engine, run_id, store.redacted(config.database_url()), str(config.paths().root))
     except LookupError as exc:
         _fail(str(exc))
     finally:

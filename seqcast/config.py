@@ -143,17 +143,17 @@ class RunConfig(BaseModel):
     def _unique_models(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one model kind is needed")
-        allowed = models.selectable() + [k for k, spec in models.REGISTRY.items() if spec.hidden]
+        allowed = models.selectable_kinds() + [k for k, spec in models.REGISTRY.items() if spec.hidden]
         for name in value:
             if name not in allowed:
-                raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(models.selectable())}")
+                raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(models.selectable_kinds())}")
         return list(dict.fromkeys(value))
 
     @field_validator("global_model")
     @classmethod
     def _network_kind(cls, value: str | None) -> str | None:
-        if value is not None and value not in models.recurrent():
-            raise ValueError(f"unknown network kind {value!r}: use one of {', '.join(models.recurrent())}")
+        if value is not None and value not in models.network_kinds():
+            raise ValueError(f"unknown network kind {value!r}: use one of {', '.join(models.network_kinds())}")
         return value
 
     def model_configs(self) -> list[ModelConfig]:

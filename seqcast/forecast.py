@@ -42,8 +42,8 @@ GLOBAL_SERIES_ID = "*"
 def candidate_configs(configs: Sequence[ModelConfig]) -> list[ModelConfig]:
     """The configured kinds with every baseline before them: what each series is scored with."""
     base = configs[0] if configs else ModelConfig()
-    baselines = [base.model_copy(update={"kind": name}) for name in models.baselines()]
-    return [*baselines, *(c for c in configs if c.kind not in models.baselines())]
+    baselines = [base.model_copy(update={"kind": name}) for name in models.baseline_kinds()]
+    return [*baselines, *(c for c in configs if c.kind not in models.baseline_kinds())]
 
 
 def min_history(configs: Sequence[ModelConfig], holdout: int) -> int:
@@ -108,19 +108,6 @@ def fit_or_reuse_many(
         )
         out.append((model, record))
     return out
-
-
-def expected_artifacts(refs: Sequence[SeriesRef], configs: Sequence[ModelConfig], holdout: int, models_dir: Path,
-                       purpose: str) -> list[Path]:  # fmt: skip
-    """The artifact files a validate (`purpose` holdout) or train (final) stage of these series leaves."""
-    paths = []
-    for config in configs:
-        if not models.kind(config.kind).stored:
-            continue
-        for ref in refs:
-            key = ref.data_hash if purpose == "final" else f"{ref.data_hash}:holdout{holdout}"
-            paths.append(artifacts.artifact_path(models_dir, artifacts.model_id(config, key, purpose)))
-    return paths
 
 
 def log_lines(lines: list[str]) -> None:
@@ -212,16 +199,6 @@ def _global_model_id(config: ModelConfig, data_key: str, purpose: str) -> str:
     return models.GLOBAL_PREFIX + artifacts.model_id(config, data_key, purpose)
 
 
-def global_artifacts(refs: Sequence[SeriesRef], config: ModelConfig, holdout: int, models_dir: Path, steps: int,
-                     batch_size: int = 256) -> list[Path]:  # fmt: skip
-    """The two artifact files `global_candidates` leaves for these series."""
-    key = _global_data_key(refs, steps, batch_size)
-    return [
-        artifacts.artifact_path(models_dir, _global_model_id(config, data_key, purpose))
-        for data_key, purpose in ((f"{key}:holdout{holdout}", "holdout"), (key, "final"))
-    ]
-
-
 def global_candidates(
     refs: Sequence[SeriesRef],
     config: ModelConfig,
@@ -280,9 +257,7 @@ def global_candidates(
     return GlobalResult(kind, held_record, final_record, candidates, forecasts)
 
 
-def add_global(
-    validations: list[Any], fits: list[Any], result: GlobalResult | None
-) -> tuple[list[Any], list[Any]]:
+def add_global(validations: list[Any], fits: list[Any], result: GlobalResult | None) -> tuple[list[Any], list[Any]]:
     """Validations and fits with the global model added as a candidate of each series it covers (failures and
     series it does not cover are passed on as they are)."""
     if result is None:
@@ -297,16 +272,12 @@ def add_global(
     def fit(f: Any) -> Any:
         if not isinstance(f, Fit) or f.series_id not in result.forecasts:
             return f
-        return Fit(
-            f.series_id, {**f.models, kind: result.final}, {**f.forecasts, kind: result.forecasts[f.series_id]}
-        )
+        return Fit(f.series_id, {**f.models, kind: result.final}, {**f.forecasts, kind: result.forecasts[f.series_id]})
 
     return [validation(v) for v in validations], [fit(f) for f in fits]
 
 
-def conformal_interval(
-    yhat: np.ndarray, actual: Sequence[float], predicted: Sequence[Sequence[float]] | Sequence[float], level: float
-) -> tuple[np.ndarray, np.ndarray]:
+def conformal_interval(yhat: Any, actual: Any, predicted: Any, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Interval around `yhat` from holdout errors, widening with the square root of the step.
 
     Errors are relative (log ratios) for positive series, absolute otherwise. Each error is divided by
@@ -342,24 +313,34 @@ def _conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.quantile(scores, min(1.0, level * (n + 1) / n)))
 
 
-def champion_of(validation: Validation) -> str:
+def champion_of(candidates: dict[str, Candidate]) -> str:
     """The candidate with the best holdout score (baselines included, so a network is published only when it
-    beat them); ties go to the first name in alphabetical order."""
-    cands = validation.candidates
-    return min(cands, key=lambda kind: (selection_score(cands[kind].scores), kind))
+    beat them); ties go to the first name in alphabetical order, an undefined score ranks last."""
+
+    def rank(kind: str) -> tuple[float, str]:
+        value = selection_score(candidates[kind].scores)
+        return (value if np.isfinite(value) else np.inf), kind
+
+    return min(candidates, key=rank)
 
 
 def forecast_series(ref: SeriesRef, validation: Validation, fit: Fit, horizon: int, level: float) -> Forecast:
     """Forecast `horizon` months from the last observation with every candidate; mark the champion."""
     origin = pd.Timestamp(ref.last_period)
     periods = [str((origin + pd.DateOffset(months=k)).date()) for k in range(1, horizon + 1)]
-    candidates = validation.candidates
-    champion = champion_of(validation)
+    # A candidate whose holdout prediction or forecast is not finite (a series at the edge of floating point)
+    # is left out; the others still compete.
+    candidates = {
+        kind: c
+        for kind, c in validation.candidates.items()
+        if np.all(np.isfinite(c.prediction)) and np.all(np.isfinite(fit.forecasts[kind][:horizon]))
+    }
+    if not candidates:
+        raise ValueError("no model gave a finite forecast")
+    champion = champion_of(candidates)
     rows: list[ForecastRow] = []
     for kind, candidate in candidates.items():
         yhat = np.asarray(fit.forecasts[kind], dtype=np.float64)[:horizon]
-        if not np.all(np.isfinite(yhat)):
-            raise ValueError(f"the {kind} forecast is not finite")
         record = fit.models.get(kind)
         predictions: Any = (
             [candidate.prediction, *(c.prediction for k, c in candidates.items() if k != kind)]

@@ -88,7 +88,7 @@ def plot_forecast(
         ax.fill_between(
             fperiods, forecast["yhat_lower"], forecast["yhat_upper"], color="tab:red", alpha=0.15, label=band
         )
-    ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")  # type: ignore[arg-type]
+    ax.axvline(periods.iloc[0], color="grey", linewidth=0.8, linestyle=":")
     _title(ax, title)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)

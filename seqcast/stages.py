@@ -12,10 +12,9 @@ publish, report: a retried or resumed run reuses them), or never; and whether it
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from seqcast.records import (
     Forecast,
     GlobalResult,
     Ingested,
+    ModelRecord,
     RunOutcome,
     SeriesRef,
     Skip,
@@ -54,9 +54,11 @@ class Stage:
     Attributes:
         reuse: "content" (reused when `key` repeats), "run" (reused within one run, keyed by its run id) or
             "never".
-        key: for "content" stages, the content key of a call (same arguments as `fn`); None means do not reuse.
+        key: the key of a call (same arguments as `fn`): for "content" stages its content key, None meaning do
+            not reuse; for "run" stages the run id.
         io: the stage reads or writes files or the database, so a failure may be transient: retry it.
-        label: the argument that names a task run (a chunk's first series), if any.
+        leaves_files: its result points at files it left (lake snapshots, model artifacts): a stored result is
+            reused only while `files_sound(files_left(result))`.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Stage:
     reuse: Literal["content", "run", "never"]
     key: Callable[..., str | None] | None = None
     io: bool = True
+    leaves_files: bool = False
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
@@ -88,11 +91,43 @@ def stage_key(stage: str, config: RunConfig, refs: Sequence[SeriesRef] | None = 
     return f"{stage}-{digest}"
 
 
-def _present(paths: Sequence[Path]) -> str:
-    """A key part that holds while every file a stage left is there and sound, and changes once one is not
-    (deleted, or altered since it was written): the stage then runs again instead of being reused."""
-    ok = all(artifacts.verified(p) if p.suffix == ".pt" else p.exists() for p in paths)
-    return "present" if ok else f"missing-{uuid.uuid4().hex}"
+def files_left(result: Any) -> list[tuple[Path, str | None]]:
+    """The files a stage's result points at, each with the sha256 it was written with where one is recorded:
+    series snapshots and model artifacts, anywhere in the result."""
+    found: list[tuple[Path, str | None]] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, SeriesRef):
+            found.append((Path(value.path), None))
+        elif isinstance(value, ModelRecord):
+            found.append((Path(value.artifact_path), value.artifact_sha256 or None))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                visit(getattr(value, f.name))
+
+    visit(result)
+    return found
+
+
+def files_sound(files: Sequence[tuple[Path, str | None]]) -> bool:
+    """Whether every file is there (and, where a hash is recorded, unchanged since it was written)."""
+    checked: set[Path] = set()
+    for path, sha in files:
+        if path in checked:
+            continue
+        checked.add(path)
+        try:
+            if not path.is_file() or (sha is not None and artifacts.file_sha256(path) != sha):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- ingest
@@ -184,17 +219,8 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
     return Snapshot(tuple(eligible), tuple(skipped), filled)
 
 
-def _lake_listing(config: RunConfig) -> str:
-    """The lake's files, as names: a snapshot is reused only while they are all still there."""
-    lake_dir = config.paths().lake
-    if not lake_dir.exists():
-        return "no-lake"
-    names = sorted(f"{d.name}/{f.name}" for d in os.scandir(lake_dir) if d.is_dir() for f in os.scandir(d.path))
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()
-
-
 def _snapshot_key(config: RunConfig, version: str) -> str:
-    return stage_key("snapshot", config, extra=f"{version}:{_lake_listing(config)}")
+    return stage_key("snapshot", config, extra=version)
 
 
 # ------------------------------------------------------------------------------------------ per chunk
@@ -250,10 +276,9 @@ def train_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Fit | Fail
     return _chunk(refs, "train", many, config.batch_training)
 
 
-def _models_key(stage: str, purpose: str) -> Callable[[Sequence[SeriesRef], RunConfig], str]:
+def _models_key(stage: str) -> Callable[[Sequence[SeriesRef], RunConfig], str]:
     def key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
-        files = fc.expected_artifacts(refs, config.model_configs(), config.holdout, config.paths().models, purpose)
-        return stage_key(stage, config, refs, extra=_present(files))
+        return stage_key(stage, config, refs)
 
     return key
 
@@ -269,10 +294,7 @@ def global_stage(refs: Sequence[SeriesRef], config: RunConfig) -> GlobalResult |
 
 
 def _global_key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
-    glob = config.global_config()
-    files = [] if glob is None else fc.global_artifacts(refs, glob, config.holdout, config.paths().models,
-                                                        config.global_steps)  # fmt: skip
-    return stage_key("global", config, refs, extra=_present(files))
+    return stage_key("global", config, refs)
 
 
 def forecast_chunk(
@@ -388,8 +410,6 @@ def _plot_series(
 
 def report_stage(outcome: RunOutcome, config: RunConfig, charts: Charts) -> RunOutcome:
     """Write the run's HTML page (tables and charts); return the outcome with the charts and the page."""
-    import dataclasses
-
     outcome = dataclasses.replace(outcome, plots=charts.paths, notes=(*outcome.notes, *charts.failed))
     page = write_html(outcome, config.paths().reports.resolve())
     return dataclasses.replace(outcome, report=str(page.resolve()))
@@ -400,11 +420,11 @@ def _run_key(run_id: str, *_: Any) -> str:
 
 
 INGEST = Stage("ingest", ingest_stage, "content", lambda config: _ingest_key(config))
-SNAPSHOT = Stage("snapshot", snapshot_stage, "content", _snapshot_key)
-VALIDATE = Stage("validate", validate_chunk, "content", _models_key("validate", "holdout"))
-TRAIN = Stage("train", train_chunk, "content", _models_key("train", "final"))
-GLOBAL = Stage("global-model", global_stage, "content", _global_key)
-FORECAST = Stage("forecast", forecast_chunk, "content", _forecast_key)
+SNAPSHOT = Stage("snapshot", snapshot_stage, "content", _snapshot_key, leaves_files=True)
+VALIDATE = Stage("validate", validate_chunk, "content", _models_key("validate"), leaves_files=True)
+TRAIN = Stage("train", train_chunk, "content", _models_key("train"), leaves_files=True)
+GLOBAL = Stage("global-model", global_stage, "content", _global_key, leaves_files=True)
+FORECAST = Stage("forecast", forecast_chunk, "content", _forecast_key, io=False)
 CHARTS = Stage("charts", charts_stage, "run", _run_key)
 PUBLISH = Stage("publish", publish_stage, "run", _run_key)
 REPORT = Stage("report", report_stage, "run", lambda outcome, *_: outcome.run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Scaler:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Scaler:
+    def from_dict(cls, data: dict[str, Any]) -> Scaler:
         return cls(
             kind=str(data["kind"]),
             log=bool(data["log"]),

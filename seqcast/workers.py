@@ -102,7 +102,8 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         logging.getLogger(record.name).handle(record)
     if isinstance(outcome, _Raised):
         raise outcome.error
-    return outcome
+    result: T = outcome
+    return result
 
 
 def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched: bool) -> list[Any]:
@@ -190,11 +191,12 @@ def _fit_global_blob(config_json: str, steps: int, batch_size: int, series: list
     return _dump(GlobalForecaster(config, steps, batch_size).fit(series).to_state())
 
 
-def _dump(state: dict) -> bytes:
+def _dump(state: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-def _load(blob: bytes) -> dict:
-    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+def _load(blob: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    return state

@@ -168,3 +168,15 @@ def read_only_copy(source: Path, target: Path) -> Iterator[Path]:
     finally:
         for path in paths:
             path.chmod(stat.S_IRWXU)
+
+
+def metrics_frame(outcome) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """A run outcome's metric rows as a frame (series_id, model_kind, is_champion, mae ... mase), sorted."""
+    import dataclasses
+
+    rows = [
+        {"series_id": m.series_id, "model_kind": m.model_kind, "is_champion": m.is_champion,
+         **dataclasses.asdict(m.scores)}
+        for m in outcome.metrics
+    ]  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["series_id", "model_kind"]).reset_index(drop=True)

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from seqcast import pipeline, workers
+from seqcast import models, pipeline, workers
 from seqcast.batched import Job, pays_off, stack_parameters, stacked_forward, stacks_of
-from seqcast.config import MODEL_KINDS, RunConfig, model_config_for
+from seqcast.config import RunConfig, model_config_for
 from seqcast.models import RecurrentForecaster, RecurrentNet
-from tests.conftest import synthetic_panel
+from tests.conftest import metrics_frame, synthetic_panel
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", models.network_kinds())
 @pytest.mark.parametrize("layers", [1, 2])
 def test_the_stacked_recurrence_computes_what_torch_modules_compute(kind: str, layers: int) -> None:
     torch.manual_seed(0)
@@ -44,12 +44,12 @@ def _curve(model: RecurrentForecaster) -> np.ndarray:
     return np.array([[t, np.nan if v is None else v] for _, t, v in model.history_], dtype=np.float64)
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", models.network_kinds())
 def test_fit_many_gives_the_one_by_one_forecasts(kind: str) -> None:
     # Lengths 132 and 96 use the full lookback, 50 a shortened one, 20 (its own stack); two seeds each.
     series = _panel([132, 96, 50, 120])
     config = model_config_for(kind, epochs=25, ensemble=2)
-    batched = RecurrentForecaster.fit_many(config, series)
+    batched = RecurrentForecaster.fit_stacked(config, series)
     for y, got in zip(series, batched, strict=True):
         ref = RecurrentForecaster(config).fit(y)
         assert got.lookback_ == ref.lookback_
@@ -62,7 +62,7 @@ def test_fit_many_gives_the_one_by_one_forecasts(kind: str) -> None:
 def test_fit_many_follows_early_stopping_per_member() -> None:
     series = _panel([132, 120, 108])
     config = model_config_for("gru", epochs=60, patience=3, lr=0.05)
-    batched = RecurrentForecaster.fit_many(config, series)
+    batched = RecurrentForecaster.fit_stacked(config, series)
     references = [RecurrentForecaster(config).fit(y) for y in series]
     assert any(len(ref.history_) < 60 for ref in references)  # early stopping did stop something
     for got, ref in zip(batched, references, strict=True):
@@ -73,8 +73,8 @@ def test_fit_many_follows_early_stopping_per_member() -> None:
 def test_fit_many_is_deterministic() -> None:
     series = _panel([120, 100])
     config = model_config_for("lstm", epochs=10)
-    first = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
-    second = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    first = [m.predict(12) for m in RecurrentForecaster.fit_stacked(config, series)]
+    second = [m.predict(12) for m in RecurrentForecaster.fit_stacked(config, series)]
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -82,12 +82,12 @@ def test_fit_many_is_deterministic() -> None:
 def test_large_groups_train_in_bounded_stacks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     series = _panel([120, 110, 100, 96])
     config = model_config_for("gru", epochs=8, ensemble=2)
-    whole = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    whole = [m.predict(12) for m in RecurrentForecaster.fit_stacked(config, series)]
     monkeypatch.setattr("seqcast.batched.MAX_STACK", 3)  # 8 networks: stacks of 3, 3 and 2
-    split = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    split = [m.predict(12) for m in RecurrentForecaster.fit_stacked(config, series)]
     monkeypatch.setattr("seqcast.batched.MAX_STACK", 256)
     monkeypatch.setattr("seqcast.batched.STACK_ELEMENTS", 1)  # a network per stack
-    single = [m.predict(12) for m in RecurrentForecaster.fit_many(config, series)]
+    single = [m.predict(12) for m in RecurrentForecaster.fit_stacked(config, series)]
     for a, b, c in zip(whole, split, single, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4)
         np.testing.assert_allclose(a, c, rtol=1e-4)
@@ -139,8 +139,8 @@ def _run(tmp_path: Path, name: str, batched: bool, workers: int = 2) -> pd.DataF
         workers=workers,
     )
     outcome = pipeline.run_pipeline(config)
-    assert len(outcome["trained"]) == 6 and not outcome["skipped"]
-    return pd.DataFrame(outcome["metrics"]).sort_values(["series_id", "model_kind"]).reset_index(drop=True)
+    assert len(outcome.trained) == 6 and not outcome.skipped
+    return metrics_frame(outcome)
 
 
 def test_a_batched_run_publishes_what_a_one_by_one_run_publishes(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -16,8 +17,9 @@ import psutil
 import pytest
 
 from flows.monthly_forecast import monthly_forecast
-from seqcast import _files, pipeline
+from seqcast import _files, stages, store
 from seqcast.config import RunConfig
+from seqcast.store import writes as store_writes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -81,7 +83,7 @@ def test_kill_9_mid_run_then_rerun_completes_and_reuses_finished_work(tmp_path: 
 
     assert query(db, "SELECT status FROM pipeline_runs ORDER BY started_at") == [("interrupted",), ("completed",)]
     assert len(query(db, "SELECT * FROM latest_forecasts")) == 12
-    assert outcome["trained"] == ["air_passengers"]
+    assert list(outcome["outcome"].trained) == ["air_passengers"]
     # What the killed run finished is loaded, not retrained.
     for name, mtime in saved.items():
         assert (data_dir / "models" / name).stat().st_mtime_ns == mtime
@@ -109,7 +111,7 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"publish": 0, "snapshot": 0}
-    real_publish, real_snapshot = pipeline.publish_stage, pipeline.snapshot_stage
+    real_publish, real_snapshot = stages.publish_stage, stages.snapshot_stage
 
     def flaky_publish(*args, **kwargs):
         calls["publish"] += 1
@@ -123,8 +125,8 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
             raise OSError("transient read error")
         return real_snapshot(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "publish_stage", flaky_publish)
-    monkeypatch.setattr(pipeline, "snapshot_stage", flaky_snapshot)
+    monkeypatch.setattr(stages, "PUBLISH", dataclasses.replace(stages.PUBLISH, fn=flaky_publish))
+    monkeypatch.setattr(stages, "SNAPSHOT", dataclasses.replace(stages.SNAPSHOT, fn=flaky_snapshot))
     outcome = monthly_forecast(RunConfig(data_dir=str(tmp_path / "data"), epochs=20))
     assert calls == {"publish": 2, "snapshot": 2}
     assert outcome["task_states"]["publish"] == "Completed"
@@ -132,28 +134,40 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
     assert len(query(tmp_path / "data" / "seqcast.db", "SELECT * FROM latest_forecasts")) == 12
 
 
-def test_a_briefly_locked_database_is_waited_out(tmp_path: Path) -> None:
+def test_a_briefly_locked_database_is_waited_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "data"
-    config = RunConfig(data_dir=str(data_dir), epochs=20)
+    config = RunConfig(data_dir=str(data_dir), models=["fake"])
     monthly_forecast(config)
     (data_dir / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
 
-    locked = threading.Event()
+    locked, attempting, released = threading.Event(), threading.Event(), threading.Event()
+    met_the_lock: list[bool] = []
+    real_start = store_writes.start_run
+
+    def start_run(*args, **kwargs):  # the run's first write
+        met_the_lock.append(locked.is_set() and not released.is_set())
+        attempting.set()
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(store_writes, "start_run", start_run)
+    monkeypatch.setattr(store, "start_run", start_run)
 
     def hold_lock() -> None:
         conn = sqlite3.connect(data_dir / "seqcast.db", isolation_level=None)
         conn.execute("BEGIN EXCLUSIVE")
         locked.set()
-        time.sleep(2.0)
+        attempting.wait(timeout=300)  # the run is about to write: it meets the lock, then waits it out
+        released.set()
         conn.execute("COMMIT")
         conn.close()
 
     holder = threading.Thread(target=hold_lock)
     holder.start()
-    locked.wait()
+    locked.wait(timeout=300)
     outcome = monthly_forecast(config)
     holder.join()
-    assert outcome["new_observations"] == 1
+    assert met_the_lock == [True]
+    assert outcome["outcome"].new_observations == 1
     assert query(data_dir / "seqcast.db", "SELECT status FROM pipeline_runs ORDER BY started_at") == [
         ("completed",),
         ("completed",),

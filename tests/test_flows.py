@@ -36,9 +36,9 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
     kinds = {r[0] for r in query(db, "SELECT model_kind FROM metrics")}
     assert kinds == {"lstm", "seasonal_naive"}
     assert query(db, "SELECT COUNT(*) FROM metrics WHERE is_champion") == [(1,)]
-    assert first["trained"] == ["air_passengers"]
+    assert list(first["outcome"].trained) == ["air_passengers"]
     assert first["task_states"]["train-air_passengers"] == "Completed"
-    assert len(first["plots"]) == 2 and all(Path(p).stat().st_size > 0 for p in first["plots"])
+    assert len(first["outcome"].plots) == 2 and all(Path(p).stat().st_size > 0 for p in first["outcome"].plots)
     assert query(db, "SELECT status, new_observations, series_trained FROM pipeline_runs") == [("completed", 144, 1)]
 
     # 2. No new data: nothing is trained, the training task is Cached, forecasts are identical.
@@ -53,13 +53,13 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
     )
     assert last_run == [(0, 1, 0)]
     assert latest(db) == rows
-    assert second["reused"] == ["air_passengers"] and second["trained"] == []
+    assert list(second["outcome"].reused) == ["air_passengers"] and list(second["outcome"].trained) == []
 
     # 3. A new month arrives in the inbox: ingested, retrained, forecasts move on by a month.
     (data_dir / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
     third = monthly_forecast(config)
-    assert third["new_observations"] == 1
-    assert third["trained"] == ["air_passengers"]
+    assert third["outcome"].new_observations == 1
+    assert list(third["outcome"].trained) == ["air_passengers"]
     assert third["task_states"]["train-air_passengers"] == "Completed"
     periods = [r[0] for r in latest(db)]
     assert periods[0] == "1961-02-01" and periods[-1] == "1962-01-01" and len(periods) == 12
@@ -118,14 +118,14 @@ def test_a_series_that_cannot_be_trained_shows_failed_while_the_run_completes(da
 
     outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], **FAST))
 
-    assert outcome["trained"] == ["s000"]
+    assert list(outcome["outcome"].trained) == ["s000"]
     assert outcome["task_states"]["not-trained-s001"] == "Failed"
-    assert outcome["skipped"][0]["reason"].startswith("too short: 20 months")
+    assert outcome["outcome"].skipped[0].reason.startswith("too short: 20 months")
     db = data_dir / "seqcast.db"
     assert query(db, "SELECT status FROM pipeline_runs") == [("completed",)]
     assert query(db, "SELECT series_id, status FROM series_status ORDER BY series_id") == [
         ("s000", "trained"),
         ("s001", "skipped"),
     ]
-    summary = (Path(outcome["report"])).read_text()
+    summary = (Path(outcome["outcome"].report)).read_text()
     assert "s001" in summary and "too short" in summary

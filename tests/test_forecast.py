@@ -12,6 +12,7 @@ from seqcast import forecast as fc
 from seqcast import lake
 from seqcast.config import model_config_for
 from seqcast.evaluate import seasonal_naive
+from seqcast.records import SeriesRef
 
 
 def test_interval_widens_with_the_step_and_is_relative_for_positive_series() -> None:
@@ -43,41 +44,66 @@ def test_interval_quantile_covers_the_level_of_normalised_holdout_errors() -> No
 
 
 @pytest.fixture
-def air_ref(air: pd.DataFrame, tmp_path: Path) -> dict:
-    frame = air.assign(is_filled=False)
+def air_ref(air: pd.DataFrame, tmp_path: Path) -> SeriesRef:
+    (ref,) = lake.snapshot(air.assign(is_filled=False), tmp_path / "lake")
+    return ref
+
+
+def test_default_model_beats_seasonal_naive_on_the_1960_holdout(air_ref: SeriesRef, tmp_path: Path) -> None:
+    (validation,) = fc.validate_many([air_ref], [model_config_for("lstm")], 12, tmp_path / "models")
+    naive, lstm = (validation.candidates[k].scores for k in ("seasonal_naive", "lstm"))
+    assert lstm.mase < naive.mase
+    assert validation.holdout_start == "1960-01-01" and validation.holdout_end == "1960-12-01"
+
+
+def test_the_champion_is_the_best_holdout_candidate(air_ref: SeriesRef, tmp_path: Path) -> None:
+    configs = [model_config_for("rnn", epochs=30), model_config_for("gru", epochs=30)]
+    (validation,) = fc.validate_many([air_ref], configs, 12, tmp_path / "models")
+    (fit,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
+    published = fc.forecast_series(air_ref, validation, fit, 12, 0.8)
+    scores = {k: c.scores.mase for k, c in validation.candidates.items()}
+    assert published.champion == min(scores, key=lambda k: scores[k]) != "seasonal_naive"
+    champion_rows = [r for r in published.rows if r.is_champion]
+    assert len(champion_rows) == 12 and {r.model_kind for r in champion_rows} == {published.champion}
+    assert [r.period for r in champion_rows][::11] == ["1961-01-01", "1961-12-01"]
+
+
+def test_when_seasonal_naive_wins_seasonal_naive_is_published(tmp_path: Path) -> None:
+    # An exactly repeating year: last year's values are perfect, and no network matches them exactly.
+    periods = pd.date_range("2010-01-01", periods=96, freq="MS").astype("datetime64[us]")
+    values = np.tile([10.0, 12, 15, 14, 13, 17, 21, 22, 18, 14, 11, 12], 8)
+    frame = pd.DataFrame({"series_id": "repeat", "period": periods, "value": values, "is_filled": False})
     (ref,) = lake.snapshot(frame, tmp_path / "lake")
-    return ref.to_dict()
+    configs = [model_config_for("rnn", epochs=5)]
+    (validation,) = fc.validate_many([ref], configs, 12, tmp_path / "models")
+    assert validation.candidates["seasonal_naive"].scores.mae == 0 < validation.candidates["rnn"].scores.mae
+    (fit,) = fc.train_many([ref], configs, tmp_path / "models", 12)
+    published = fc.forecast_series(ref, validation, fit, 12, 0.8)
+    assert published.champion == "seasonal_naive"
+    champion = [r for r in published.rows if r.is_champion]
+    np.testing.assert_array_equal([r.yhat for r in champion], seasonal_naive(values, 12))
+    assert {r.model_kind for r in champion} == {"seasonal_naive"} and champion[0].model_id is None
 
 
-def test_default_model_beats_seasonal_naive_on_the_1960_holdout(air_ref: dict, tmp_path: Path) -> None:
-    configs = [model_config_for("lstm")]
-    validation = fc.validate_series(air_ref, configs, 12, tmp_path / "models")
-    naive, lstm = (validation["candidates"][k]["metrics"] for k in ("seasonal_naive", "lstm"))
-    assert lstm["mase"] < naive["mase"]
-    assert validation["holdout_start"] == "1960-01-01" and validation["holdout_end"] == "1960-12-01"
-
-
-def test_champion_is_the_best_holdout_candidate_seasonal_naive_included(air_ref: dict, tmp_path: Path) -> None:
-    configs = [model_config_for("rnn", epochs=1)]  # one epoch: a network that cannot beat the baseline
-    validation = fc.validate_series(air_ref, configs, 12, tmp_path / "models")
-    final = fc.train_series(air_ref, configs, tmp_path / "models")
-    published = fc.forecast_series(air_ref, validation, final, 12, 0.8)
-    scores = {k: c["metrics"]["mase"] for k, c in validation["candidates"].items()}
-    assert published["champion"] == min(scores, key=scores.get)
-    champion_rows = [r for r in published["rows"] if r["is_champion"]]
-    assert len(champion_rows) == 12
-    if published["champion"] == "seasonal_naive":
-        y = lake.read_series(air_ref)["value"].to_numpy()
-        np.testing.assert_allclose([r["yhat"] for r in champion_rows], seasonal_naive(y, 12))
-
-
-def test_stored_models_are_reused_for_the_same_data_and_config(air_ref: dict, tmp_path: Path) -> None:
+def test_stored_models_are_reused_for_the_same_data_and_config(air_ref: SeriesRef, tmp_path: Path) -> None:
     configs = [model_config_for("gru", epochs=5)]
-    first = fc.train_series(air_ref, configs, tmp_path / "models")
-    again = fc.train_series(air_ref, configs, tmp_path / "models")
-    assert first["models"]["gru"]["trained"] and not again["models"]["gru"]["trained"]
-    assert first["models"]["gru"]["model_id"] == again["models"]["gru"]["model_id"]
-    other = fc.train_series(air_ref, [model_config_for("gru", epochs=6)], tmp_path / "models")
-    assert (
-        other["models"]["gru"]["trained"] and other["models"]["gru"]["model_id"] != first["models"]["gru"]["model_id"]
-    )
+    (first,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
+    (again,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
+    assert first.models["gru"].trained and not again.models["gru"].trained
+    assert first.models["gru"].model_id == again.models["gru"].model_id
+    assert first.forecasts == again.forecasts
+    (other,) = fc.train_many([air_ref], [model_config_for("gru", epochs=6)], tmp_path / "models", 12)
+    assert other.models["gru"].trained and other.models["gru"].model_id != first.models["gru"].model_id
+
+
+def test_an_altered_model_file_is_retrained_never_published(air_ref: SeriesRef, tmp_path: Path) -> None:
+    configs = [model_config_for("fake")]
+    (first,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
+    path = Path(first.models["fake"].artifact_path)
+    data = bytearray(path.read_bytes())
+    data[-300:-236] = bytes(b ^ 0x5A for b in data[-300:-236])  # 64 bytes flipped
+    path.write_bytes(bytes(data))
+    (again,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
+    assert again.models["fake"].trained  # not reused
+    assert again.forecasts == first.forecasts  # what was published before, from a model trained anew
+    assert again.models["fake"].artifact_sha256 == first.models["fake"].artifact_sha256

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flows.monthly_forecast import monthly_forecast
 from seqcast import artifacts, pipeline
 from seqcast.config import RunConfig, model_config_for
-from seqcast.global_model import GlobalForecaster
-from tests.conftest import synthetic_panel
+from seqcast.models.global_network import GlobalForecaster
+from seqcast.records import Candidate
+from tests.conftest import metrics_frame, synthetic_panel
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +38,14 @@ def test_global_model_fits_many_series_and_forecasts_each_deterministically(
     again = GlobalForecaster(config, steps=150).fit([y[:-12] for y in panel])
     np.testing.assert_array_equal(again.predict(panel[0][:-12], 12), forecasts[0])
 
-    path = artifacts.save_model(model, tmp_path / "global.pt")
-    loaded = artifacts.load_global(path)
+    artifacts.save_model(model, tmp_path / "global.pt")
+    loaded = artifacts.load_model(tmp_path / "global.pt", "global_gru")
     np.testing.assert_array_equal(loaded.predict(panel[2][:-12], 12), forecasts[2])
-    with pytest.raises(ValueError, match="not a global model"):
-        from seqcast.models import RecurrentForecaster
+    from seqcast.models import RecurrentForecaster
 
-        artifacts.load_global(artifacts.save_model(RecurrentForecaster(config).fit(panel[0]), tmp_path / "one.pt"))
+    artifacts.save_model(RecurrentForecaster(config).fit(panel[0]), tmp_path / "one.pt")
+    with pytest.raises(artifacts.ArtifactError, match="a gru model, not global_gru"):
+        artifacts.load_model(tmp_path / "one.pt", "global_gru")
     with pytest.raises(ValueError, match="too short for the global model"):
         model.predict(panel[0][:20], 12)
 
@@ -72,10 +74,11 @@ def test_the_global_model_competes_for_champion_on_the_same_holdout(tmp_path: Pa
     config = _config(tmp_path)
     outcome = pipeline.run_pipeline(config)
     db = tmp_path / "data" / "seqcast.db"
-    metrics = pd.DataFrame(outcome["metrics"])
+    metrics = metrics_frame(outcome)
     assert set(metrics["model_kind"]) == {"gru", "global_gru", "seasonal_naive"}
+    assert {m.holdout_start for m in outcome.metrics} == {"2021-01-01"}
     for _, group in metrics.groupby("series_id"):
-        assert len(group) == 3 and set(group["holdout_start"]) == {"2021-01-01"}
+        assert len(group) == 3
         # The champion is the best holdout MASE among all three, global included.
         assert group.loc[group["is_champion"], "model_kind"].item() == group.sort_values("mase")["model_kind"].iloc[0]
     assert _query(db, "SELECT series_id, purpose, epochs FROM model_runs WHERE model_kind = 'global_gru'") in (
@@ -88,30 +91,26 @@ def test_the_global_model_competes_for_champion_on_the_same_holdout(tmp_path: Pa
     # Unchanged data: the global model is reused like every other model.
     models_before = _query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id")
     again = pipeline.run_pipeline(config.model_copy(update={"sources": []}))
-    assert again["trained"] == [] and len(again["reused"]) == 5
+    assert list(again.trained) == [] and len(again.reused) == 5
     assert _query(db, "SELECT model_id, trained_at FROM model_runs ORDER BY model_id") == models_before
 
 
 def test_a_forced_global_champion_is_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Whatever the scores, a champion that is the global model publishes the global model's forecast.
-    real = pipeline.fc.selection_score
-    monkeypatch.setattr(
-        pipeline.fc,
-        "selection_score",
-        lambda m: -1.0 if m.get("_global") else real(m),
-    )
-    original = pipeline.fc.global_candidates
+    from seqcast import forecast as fc
 
-    def tagged(*args: object, **kwargs: object) -> dict:
+    original = fc.global_candidates
+
+    def perfect(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         result = original(*args, **kwargs)  # type: ignore[arg-type]
-        for item in result["series"].values():
-            item["metrics"] = {**item["metrics"], "_global": True}
-        return result
+        best = {sid: Candidate(c.kind, dataclasses.replace(c.scores, mase=-1.0), c.prediction, c.model)
+                for sid, c in result.candidates.items()}  # fmt: skip
+        return dataclasses.replace(result, candidates=best)
 
-    monkeypatch.setattr(pipeline.fc, "global_candidates", tagged)
-    # One worker: forecasting runs in this process, where the patches are.
+    monkeypatch.setattr(fc, "global_candidates", perfect)
+    # One worker: the global model is fitted in this process, where the patch is.
     outcome = pipeline.run_pipeline(_config(tmp_path, workers=1))
-    assert set(outcome["champions"].values()) == {"global_gru"}
+    assert set(outcome.champions.values()) == {"global_gru"}
     latest = _query(tmp_path / "data" / "seqcast.db", "SELECT DISTINCT model_kind FROM latest_forecasts")
     assert latest == [("global_gru",)]
 
@@ -121,7 +120,7 @@ def test_the_flow_runs_the_global_model_as_a_cached_task(tmp_path: Path) -> None
     config = _config(tmp_path)
     first = monthly_forecast(config)
     assert first["task_states"]["global-model"] == "Completed"
-    assert "global_gru" in {m["model_kind"] for m in first["metrics"]}
+    assert "global_gru" in {m.model_kind for m in first["outcome"].metrics}
     second = monthly_forecast(config.model_copy(update={"sources": []}))
     assert second["task_states"]["global-model"] == "Cached"
-    assert second["trained"] == []
+    assert list(second["outcome"].trained) == []

@@ -1,4 +1,4 @@
-"""One conformance test over every model kind, plus the estimator contract."""
+"""One conformance test over every registered model kind, plus the estimator contract and safe artifacts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqcast import artifacts
-from seqcast.config import MODEL_KINDS, model_config_for
+from seqcast import artifacts, models
+from seqcast.config import RunConfig, model_config_for
 from seqcast.models import RecurrentForecaster, RecurrentNet
 
 
@@ -19,27 +19,73 @@ def series(air) -> np.ndarray:
     return air["value"].to_numpy()
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
-@pytest.mark.parametrize("preset", ["default", "fast", "tutorial"])
-def test_model_conformance(kind: str, preset: str, series: np.ndarray, tmp_path: Path) -> None:
-    config = model_config_for(kind, preset, epochs=30)
-    model = RecurrentForecaster(config)
-    assert not hasattr(model, "net_")  # the constructor stores settings only
+def _fitted_attributes(model: object) -> list[str]:
+    return [name for name in vars(model) if name.endswith("_") and not name.startswith("_")]
 
-    net = RecurrentNet(kind, hidden=8, layers=2, out=5)
-    assert net(torch.zeros(3, 12, 1)).shape == (3, 5)
+
+PER_SERIES = [k.name for k in models.REGISTRY.values() if not k.is_global]
+GLOBAL = [k.name for k in models.REGISTRY.values() if k.is_global]
+
+
+@pytest.mark.parametrize("kind", PER_SERIES)
+def test_every_per_series_kind_conforms(kind: str, series: np.ndarray, tmp_path: Path) -> None:
+    spec = models.kind(kind)
+    config = model_config_for(kind, epochs=20)
+    model = spec.forecaster()(config)
+    assert isinstance(model, models.Forecaster)
+    assert _fitted_attributes(model) == []  # the constructor stores settings only
+    assert 1 <= model.min_length() <= 120
 
     original = series.copy()
     model.fit(series[:-12])
     np.testing.assert_array_equal(series, original)  # inputs are never mutated
+    assert {"history_", "epochs_", "train_seconds_"} <= set(_fitted_attributes(model))
     forecast = model.predict(12)
     assert forecast.shape == (12,) and np.all(np.isfinite(forecast))
-    assert len(model.history_) >= model.epochs_ >= 1
-    assert model.predict(18).shape == (18,)  # beyond the head: fed back on itself
+    assert model.predict(18).shape == (18,)  # beyond a direct head: fed back on itself
+    assert model.predict(12, history=series).shape == (12,)
+    many = spec.forecaster().fit_many(config, [series[:-12], series], False, True)
+    np.testing.assert_allclose(many[0].predict(12), forecast, rtol=1e-4)
 
-    path = artifacts.save_model(model, tmp_path / f"{kind}.pt")
-    loaded = artifacts.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(12), forecast)
+    if spec.stored:  # save then load gives identical forecasts
+        path = tmp_path / f"{kind}.pt"
+        digest = artifacts.save_model(model, path)
+        assert digest == artifacts.file_sha256(path) == artifacts.recorded_sha256(path)
+        loaded = artifacts.load_model(path, kind)
+        np.testing.assert_array_equal(loaded.predict(12), forecast)
+
+
+@pytest.mark.parametrize("kind", GLOBAL)
+def test_every_global_kind_conforms(kind: str, series: np.ndarray, tmp_path: Path) -> None:
+    spec = models.kind(kind)
+    config = model_config_for(kind.removeprefix(models.GLOBAL_PREFIX), "fast")
+    model = spec.forecaster()(config, 30)
+    assert _fitted_attributes(model) == []
+    model.fit([series, series[:-24] * 2, series[:30]])  # the last is too short for a window: left out
+    assert model.n_series_ == 2
+    forecast = model.predict(series, 12)
+    assert forecast.shape == (12,) and np.all(np.isfinite(forecast))
+    path = tmp_path / f"{kind}.pt"
+    artifacts.save_model(model, path)
+    np.testing.assert_array_equal(artifacts.load_model(path, kind).predict(series, 12), forecast)
+
+
+def test_the_registry_drives_configuration_and_help() -> None:
+    assert models.selectable_kinds() == ["rnn", "lstm", "gru"]
+    assert models.baseline_kinds() == ["seasonal_naive"]
+    assert [models.global_kind(k) for k in models.network_kinds()] == GLOBAL
+    for name in models.selectable_kinds():
+        assert name in models.help_text()
+        assert RunConfig(models=[name]).models == [name]
+    with pytest.raises(ValueError, match="unknown model kind 'transformer': use one of rnn, lstm, gru"):
+        RunConfig(models=["transformer"])
+    with pytest.raises(ValueError, match="unknown network kind 'seasonal_naive'"):
+        RunConfig(global_model="seasonal_naive")
+
+
+def test_recurrent_net_output_shape() -> None:
+    net = RecurrentNet("gru", hidden=8, layers=2, out=5)
+    assert net(torch.zeros(3, 12, 1)).shape == (3, 5)  # [batch, lookback, 1] -> [batch, out]
 
 
 def test_predict_before_fit_is_a_clear_error() -> None:
@@ -80,7 +126,9 @@ def test_model_files_with_pickled_code_are_refused(tmp_path: Path) -> None:
     path, marker = tmp_path / "evil.pt", tmp_path / "code-ran"
     with open(path, "wb") as handle:
         torch.save({"payload": _Evil(marker)}, handle, pickle_module=pickle)
-    with pytest.raises(pickle.UnpicklingError):
+    # Even with a matching recorded hash (someone who can write the file can write that too).
+    (tmp_path / "evil.pt.sha256").write_text(artifacts.file_sha256(path))
+    with pytest.raises(artifacts.ArtifactError, match="unreadable"):
         artifacts.load_model(path)
     assert artifacts.try_load(path) is None
     assert not marker.exists()
@@ -88,11 +136,23 @@ def test_model_files_with_pickled_code_are_refused(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-def test_truncated_artifact_is_treated_as_missing(series: np.ndarray, tmp_path: Path) -> None:
+def test_altered_truncated_or_unrecorded_artifacts_are_never_used(series: np.ndarray, tmp_path: Path) -> None:
     model = RecurrentForecaster(model_config_for("gru", epochs=3)).fit(series)
-    path = artifacts.save_model(model, tmp_path / "m.pt")
-    path.write_bytes(path.read_bytes()[:100])
-    assert artifacts.try_load(path) is None
+    for damage in ("flip", "truncate", "no-hash"):
+        path = tmp_path / f"{damage}.pt"
+        artifacts.save_model(model, path)
+        data = bytearray(path.read_bytes())
+        if damage == "flip":
+            data[-200:-136] = bytes(b ^ 0xFF for b in data[-200:-136])  # 64 bytes of a tensor
+            path.write_bytes(bytes(data))
+        elif damage == "truncate":
+            path.write_bytes(bytes(data[:100]))
+        else:
+            (tmp_path / f"{damage}.pt.sha256").unlink()
+        assert not artifacts.verified(path)
+        with pytest.raises(artifacts.ArtifactError):
+            artifacts.load_model(path)
+        assert artifacts.try_load(path) is None
 
 
 def test_skipping_the_validation_curve_gives_the_same_forecast(series: np.ndarray) -> None:

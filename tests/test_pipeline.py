@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from seqcast import pipeline
+from seqcast import pipeline, stages
 from seqcast.config import RunConfig
 from seqcast.lock import RunInProgress, run_lock
+from seqcast.records import Failure, Skip
 from tests.conftest import FAST, synthetic_panel
 
 
@@ -41,8 +43,8 @@ def test_short_and_gappy_series_are_skipped_with_reasons_and_the_run_completes(
 
     outcome = pipeline.run_pipeline(config)
 
-    assert outcome["trained"] == ["s000"]
-    reasons = {s["series_id"]: s["reason"] for s in outcome["skipped"]}
+    assert list(outcome.trained) == ["s000"]
+    reasons = {s.series_id: s.reason for s in outcome.skipped}
     assert reasons["s001"].startswith("too short: 20 months")
     assert "1 missing month(s)" in reasons["s002"]
     db = Path(config.data_dir) / "seqcast.db"
@@ -62,7 +64,7 @@ def test_fill_gaps_interpolates_interior_months_and_marks_them(tmp_path: Path, p
         update={"sources": [str(write_panel(tmp_path / "p.csv", gappy))], "fill_gaps": True}
     )
     outcome = pipeline.run_pipeline(config)
-    assert outcome["trained"] == ["s000"] and outcome["skipped"] == []
+    assert list(outcome.trained) == ["s000"] and outcome.skipped == ()
     snap = next((Path(config.data_dir) / "lake").glob("series=s000-*/*.parquet"))
     lake = pq.read_table(snap).to_pandas()
     assert len(lake) == 60 and lake["is_filled"].sum() == 2
@@ -77,15 +79,15 @@ def test_fill_gaps_interpolates_interior_months_and_marks_them(tmp_path: Path, p
 def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config: RunConfig) -> None:
     panel = synthetic_panel(3)
     first = panel_config.model_copy(update={"sources": [str(write_panel(tmp_path / "p.csv", panel))]})
-    assert pipeline.run_pipeline(first)["trained"] == ["s000", "s001", "s002"]
+    assert list(pipeline.run_pipeline(first).trained) == ["s000", "s001", "s002"]
 
     revised = panel[panel["series_id"] == "s001"].tail(1).assign(value=999.0)
     second = panel_config.model_copy(update={"sources": [str(write_panel(tmp_path / "r.csv", revised))]})
     outcome = pipeline.run_pipeline(second)
 
-    assert outcome["trained"] == ["s001"]
-    assert outcome["reused"] == ["s000", "s002"]
-    assert outcome["revised_observations"] == 1
+    assert list(outcome.trained) == ["s001"]
+    assert list(outcome.reused) == ["s000", "s002"]
+    assert outcome.revised_observations == 1
     db = Path(panel_config.data_dir) / "seqcast.db"
     ((old, new),) = query(db, "SELECT old_value, new_value FROM observation_revisions")
     assert new == 999.0 and old != 999.0
@@ -98,7 +100,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(pan
     ):
         pipeline.run_pipeline(panel_config)
     # released: the next run goes ahead
-    assert pipeline.run_pipeline(panel_config)["trained"] == ["air_passengers"]
+    assert list(pipeline.run_pipeline(panel_config).trained) == ["air_passengers"]
 
 
 def test_a_failed_publish_leaves_no_partial_run(panel_config: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,7 +136,7 @@ def test_the_pipeline_publishes_the_same_on_sqlite_and_postgresql(tmp_path: Path
     config = RunConfig(data_dir=str(tmp_path / "data"), db_url=db_url, models=["rnn"], **FAST)
     first = pipeline.run_pipeline(config)
     second = pipeline.run_pipeline(config)
-    assert first["trained"] == ["air_passengers"] and second["reused"] == ["air_passengers"]
+    assert list(first.trained) == ["air_passengers"] and list(second.reused) == ["air_passengers"]
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
         periods = conn.execute(sa.text("SELECT period FROM latest_forecasts ORDER BY period")).scalars().all()
@@ -172,27 +174,22 @@ def test_charts_show_the_first_published_series_and_none_that_failed(
 ) -> None:
     from seqcast._files import safe_name
 
-    real = pipeline.forecast_chunk
+    def first_fails(refs: list, validations: list, fits: list, config: RunConfig) -> list:
+        rows = stages.forecast_chunk(refs, validations, fits, config)
+        return [Failure(r.series_id, "forecast", "RuntimeError: boom") if r.series_id == "s000" else r for r in rows]
 
-    def first_fails(refs: list, validations: list, finals: list, config: RunConfig) -> list:
-        rows = real(refs, validations, finals, config)
-        return [
-            {"series_id": r["series_id"], "error": "RuntimeError: boom"} if r["series_id"] == "s000" else r
-            for r in rows
-        ]
-
-    monkeypatch.setattr(pipeline, "forecast_chunk", first_fails)
+    monkeypatch.setattr(stages, "FORECAST", dataclasses.replace(stages.FORECAST, fn=first_fails))
     source = write_panel(tmp_path / "p.csv", synthetic_panel(3))
     config = panel_config.model_copy(update={"sources": [str(source)], "max_plots": 1, "workers": 1})
 
     outcome = pipeline.run_pipeline(config)
 
-    assert outcome["trained"] == ["s001", "s002"]
-    assert outcome["skipped"] == [{"series_id": "s000", "reason": "training failed: RuntimeError: boom"}]
+    assert list(outcome.trained) == ["s001", "s002"]
+    assert outcome.skipped == (Skip("s000", "training failed: forecast: RuntimeError: boom"),)
     # Drawn while publish wrote: the first published series only (max_plots 1), its forecast and its loss.
-    assert [Path(p).name for p in outcome["plots"]] == [
+    assert [Path(p).name for p in outcome.plots] == [
         f"{safe_name('s001')}-forecast.png",
         f"{safe_name('s001')}-loss.png",
     ]
-    assert all(Path(p).stat().st_size > 0 for p in outcome["plots"])
-    assert str(Path(outcome["plots"][0]).parent).endswith(outcome["run_id"])
+    assert all(Path(p).stat().st_size > 0 for p in outcome.plots)
+    assert str(Path(outcome.plots[0]).parent).endswith(outcome.run_id)

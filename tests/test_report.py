@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from seqcast.report import SHOWN_NAMES, SHOWN_ROWS, compact, names, shown
-
-
-def test_a_compact_outcome_keeps_the_first_rows_and_counts_them_all() -> None:
-    outcome = {"run_id": "r", "metrics": [{"i": i} for i in range(SHOWN_ROWS + 100)], "forecasts": [{"i": 0}]}
-    small = compact(outcome)
-    assert small["metrics"] == outcome["metrics"][:SHOWN_ROWS]
-    assert small["forecasts"] == outcome["forecasts"] and small["run_id"] == "r"
-    assert small["rows"] == {"metrics": SHOWN_ROWS + 100, "forecasts": 1}
-    assert len(outcome["metrics"]) == SHOWN_ROWS + 100  # the outcome itself is left whole
+from seqcast.report import SHOWN_NAMES, SHOWN_ROWS, names, shown
 
 
 def test_long_tables_and_name_lists_say_where_the_rest_are() -> None:
@@ -28,31 +19,27 @@ def test_long_tables_and_name_lists_say_where_the_rest_are() -> None:
 def test_the_summary_shows_hostile_series_ids_as_text_never_as_links_or_tags() -> None:
     from markdown_it import MarkdownIt
 
+    from seqcast.records import Batch, MetricRow, RunOutcome, Scores, Skip
     from seqcast.report import summary_markdown
 
     hostile = ["[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "a|b", "`code`", "**bold**"]
-    outcome = {
-        "run_id": "r1",
-        "new_observations": 1,
-        "batches": [{"source": "/in/[y](javascript:x).csv", "status": "rejected", "error": "<b>bad</b>"}],
-        "trained": hostile,
-        "reused": [],
-        "skipped": [{"series_id": s, "reason": "too short [z](javascript:z)"} for s in hostile],
-        "champions": dict.fromkeys(hostile, "rnn"),
-        "metrics": [
-            {
-                "series_id": s,
-                "model_kind": "rnn",
-                "holdout_start": "2020-01-01",
-                "holdout_end": "2020-12-01",
-                **dict.fromkeys(("mae", "rmse", "mape", "smape", "mase"), 1.0),
-                "is_champion": True,
-            }
+    outcome = RunOutcome(
+        run_id="r1",
+        new_observations=1,
+        revised_observations=0,
+        batches=(Batch("b", "/in/[y](javascript:x).csv", "rejected", error="<b>bad</b>"),),
+        trained=tuple(hostile),
+        reused=(),
+        skipped=tuple(Skip(s, "too short [z](javascript:z)") for s in hostile),
+        champions=dict.fromkeys(hostile, "rnn"),
+        metrics=tuple(
+            MetricRow(s, "rnn", "2020-01-01", "2020-12-01", Scores(1.0, 1.0, 1.0, 1.0, 1.0), True, None)
             for s in hostile
-        ],
-        "database": "sqlite:///x",
-        "data_dir": "/d",
-    }
+        ),
+        forecasts=(),
+        database="sqlite:///x",
+        data_dir="/d",
+    )
     page = MarkdownIt("commonmark").enable("table").render(summary_markdown(outcome))
     assert "<a " not in page and "<img" not in page and "<b>" not in page and "<code>" not in page
     assert "<strong>bold" not in page

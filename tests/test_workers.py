@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -15,14 +16,15 @@ import pytest
 from seqcast import forecast as fc
 from seqcast import lake, workers
 from seqcast.config import model_config_for
+from seqcast.records import SeriesRef
 from tests.conftest import synthetic_panel
 
 CONFIGS = [model_config_for("rnn", "fast", epochs=15)]
 
 
-def _refs(tmp_path: Path) -> list[dict]:
+def _refs(tmp_path: Path) -> list[SeriesRef]:
     panel = synthetic_panel(3, months=60).assign(is_filled=False)
-    return [ref.to_dict() for ref in lake.snapshot(panel, tmp_path / "lake")]
+    return lake.snapshot(panel, tmp_path / "lake")
 
 
 def test_a_chunk_job_in_a_process_gives_what_it_gives_here_and_logs_here(
@@ -35,18 +37,18 @@ def test_a_chunk_job_in_a_process_gives_what_it_gives_here_and_logs_here(
         assert workers.in_processes()
         there = workers.call(fc.validate_many, refs, CONFIGS, 12, tmp_path / "models-there")
     assert not workers.in_processes()
-    assert [v["candidates"]["rnn"]["prediction"] for v in there] == [v["candidates"]["rnn"]["prediction"] for v in here]
+    assert [v.candidates["rnn"].prediction for v in there] == [v.candidates["rnn"].prediction for v in here]
     # The models were stored by the process that trained them.
     assert len(list((tmp_path / "models-there").glob("*.pt"))) == len(refs)
     # Its per-series lines (one record for the chunk) were handled by this process's logger.
     records = [r for r in caplog.records if "holdout" in r.getMessage()]
     assert len(records) == 1 and records[0].process != os.getpid()
-    assert all(f"series {ref['series_id']}: holdout" in records[0].getMessage() for ref in refs)
+    assert all(f"series {ref.series_id}: holdout" in records[0].getMessage() for ref in refs)
 
 
 def test_a_failing_chunk_job_raises_its_error_here(tmp_path: Path) -> None:
     refs = _refs(tmp_path)
-    missing = [{**refs[0], "path": str(tmp_path / "lake" / "gone.parquet")}]
+    missing = [dataclasses.replace(refs[0], path=str(tmp_path / "lake" / "gone.parquet"))]
     with workers.training_processes(2), pytest.raises(FileNotFoundError):
         assert workers.in_processes()
         workers.call(fc.validate_many, missing, CONFIGS, 12, tmp_path / "models")

@@ -19,21 +19,20 @@ import numpy as np
 
 if TYPE_CHECKING:
     from seqcast.config import ModelConfig
-    from seqcast.records import History
 
 
 @runtime_checkable
 class Forecaster(Protocol):
     """A model of one series (or, for a global kind, of many).
 
-    The constructor stores settings only; `fit` sets the fitted state (attributes ending in `_`); inputs are
-    never mutated. `to_state` holds tensors and plain values only (artifacts load it with `weights_only`).
+    The constructor stores settings only; `fit` sets the fitted state, attributes ending in `_`, among them
+    `history_` (epoch, train loss, validation loss or None), `epochs_` and `train_seconds_`; inputs are never
+    mutated. `to_state` holds tensors and plain values only (artifacts load it with `weights_only`).
     """
 
     config: ModelConfig
-    history_: History
-    epochs_: int
-    train_seconds_: float
+
+    def __init__(self, config: ModelConfig) -> None: ...
 
     def min_length(self) -> int:
         """Shortest series this configuration can fit."""
@@ -107,20 +106,20 @@ def kind(name: str) -> Kind:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(selectable())}") from None
+        raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(selectable_kinds())}") from None
 
 
-def selectable() -> list[str]:
+def selectable_kinds() -> list[str]:
     """Kinds a run can be asked to fit per series (`--model`)."""
     return [k.name for k in _KINDS if not (k.baseline or k.is_global or k.hidden)]
 
 
-def recurrent() -> list[str]:
+def network_kinds() -> list[str]:
     """Network kinds (also what a global model can be)."""
     return [k.name for k in _KINDS if k.recurrent]
 
 
-def baselines() -> list[str]:
+def baseline_kinds() -> list[str]:
     """Kinds every series is scored with, whatever the configuration."""
     return [k.name for k in _KINDS if k.baseline]
 
@@ -132,7 +131,7 @@ def global_kind(network: str) -> str:
 
 def help_text() -> str:
     """One line per selectable kind, for the command line."""
-    return "; ".join(f"{k.name}: {k.help}" for k in _KINDS if k.name in selectable())
+    return "; ".join(f"{k.name}: {k.help}" for k in _KINDS if k.name in selectable_kinds())
 
 
 def __getattr__(name: str) -> Any:

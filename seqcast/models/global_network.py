@@ -20,6 +20,7 @@ from torch import nn
 from seqcast.config import ModelConfig
 from seqcast.models import GLOBAL_PREFIX
 from seqcast.models.recurrent import RecurrentNet
+from seqcast.records import History
 from seqcast.train import deterministic, seeded_build
 from seqcast.windows import fit_scaler, history_needed, last_window, make_windows
 
@@ -69,7 +70,7 @@ class GlobalForecaster:
         start = time.perf_counter()
         cfg = self.config
         self.nets_: list[nn.Module] = []
-        self.history_: list[tuple[int, float, float | None]] = []
+        self.history_: History = ()
         with deterministic():
             for member in range(cfg.ensemble):
                 net, curve = self._train(X, Y, cfg.seed + member)
@@ -81,7 +82,7 @@ class GlobalForecaster:
         self.n_windows_ = len(X)
         return self
 
-    def _train(self, X: torch.Tensor, Y: torch.Tensor, seed: int) -> tuple[nn.Module, list]:
+    def _train(self, X: torch.Tensor, Y: torch.Tensor, seed: int) -> tuple[nn.Module, History]:
         cfg = self.config
         net = seeded_build(lambda: RecurrentNet(cfg.kind, cfg.hidden, cfg.layers, self.out_steps), seed)
         optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -103,7 +104,7 @@ class GlobalForecaster:
                 curve.append((len(curve) + 1, running / every, None))
                 running = 0.0
         net.eval()
-        return net, curve
+        return net, tuple(curve)
 
     def predict(self, values: np.ndarray, h: int) -> np.ndarray:
         """Forecast `h` months after the end of `values` (a series the model may or may not have seen)."""
@@ -154,7 +155,7 @@ class GlobalForecaster:
             net.load_state_dict(weights)
             net.eval()
             model.nets_.append(net)
-        model.history_ = [(int(e), float(t), None) for e, t, _ in state["history"]]
+        model.history_ = tuple((int(e), float(t), None) for e, t, _ in state["history"])
         model.train_seconds_ = float(state["train_seconds"])
         model.n_series_ = int(state["n_series"])
         model.n_windows_ = int(state["n_windows"])

@@ -33,7 +33,8 @@ class RecurrentNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq, _ = self.rnn(x)  # [batch, lookback, 1] -> [batch, lookback, hidden]
         last = seq[:, -1, :]  # [batch, lookback, hidden] -> [batch, hidden]
-        return self.head(last)  # [batch, hidden] -> [batch, out]
+        out: torch.Tensor = self.head(last)  # [batch, hidden] -> [batch, out]
+        return out
 
 
 class RecurrentForecaster:
@@ -91,6 +92,14 @@ class RecurrentForecaster:
         (`seqcast.batched`), equal to `fit` on each up to rounding; otherwise one by one."""
         if not (batched and len(series) > 1 and pays_off(config)):
             return [cls(config).fit(y, curve=curve) for y in series]
+        return cls.fit_stacked(config, series, curve)
+
+    @classmethod
+    def fit_stacked(
+        cls, config: ModelConfig, series: Sequence[np.ndarray], curve: bool = True
+    ) -> list[RecurrentForecaster]:
+        """Fit one forecaster per series, all their networks (every series, every ensemble seed) trained as
+        stacked computations (`seqcast.batched`): equal to `fit` on each, up to rounding."""
         models = [cls(config) for _ in series]
         jobs = [model._prepare(values) for model, values in zip(models, series, strict=True)]
         flat = [job for series_jobs in jobs for job in series_jobs]

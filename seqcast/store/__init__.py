@@ -19,6 +19,7 @@ from seqcast.store.reads import (
     load_observations,
     read_query,
     read_table,
+    run_outcome,
     store_identity,
 )
 from seqcast.store.writes import (
@@ -62,6 +63,7 @@ __all__ = [
     "record_batch",
     "redacted",
     "rows_digest",
+    "run_outcome",
     "sqlite_url",
     "start_run",
     "storable_text",

@@ -114,17 +114,21 @@ def run_outcome(engine: Engine, run_id: str | None, database: str, data_dir: str
         rid = str(run["run_id"])
         metric_rows = conn.execute(sa.select(schema.metrics).where(schema.metrics.c.run_id == rid)).mappings().all()
         f_t = schema.forecasts
-        forecast_rows = conn.execute(
-            sa.select(f_t).where(f_t.c.run_id == rid, f_t.c.is_champion.is_(True))
-        ).mappings().all()
+        forecast_rows = (
+            conn.execute(sa.select(f_t).where(f_t.c.run_id == rid, f_t.c.is_champion.is_(True))).mappings().all()
+        )
         s_t = schema.series_status
         statuses = conn.execute(sa.select(s_t).where(s_t.c.run_id == rid).order_by(s_t.c.series_id)).mappings().all()
         b_t = schema.ingest_batches
-        batches = conn.execute(
-            sa.select(b_t)
-            .where(b_t.c.received_at.between(run["started_at"], run["finished_at"]))
-            .order_by(b_t.c.received_at)
-        ).mappings().all()
+        batches = (
+            conn.execute(
+                sa.select(b_t)
+                .where(b_t.c.received_at.between(run["started_at"], run["finished_at"]))
+                .order_by(b_t.c.received_at)
+            )
+            .mappings()
+            .all()
+        )
 
     def num(value: Any) -> float:
         return float("nan") if value is None else float(value)

@@ -258,7 +258,7 @@ def _bulk_insert(conn: Connection, table: str, rows: pd.DataFrame, batch_id: str
     # The driver's own executemany, streaming the rows, inside this connection's transaction.
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(sql, params)
+        cursor.executemany(sql, params)  # type: ignore[arg-type]  # drivers take any iterable
     finally:
         cursor.close()
 
