@@ -129,3 +129,73 @@ def test_a_series_that_cannot_be_trained_shows_failed_while_the_run_completes(da
     ]
     summary = (Path(outcome["outcome"].report)).read_text()
     assert "s001" in summary and "too short" in summary
+
+
+class _Payload:
+    """Unpickling this creates `marker`: code run by whoever loads it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_pickle_in_the_task_results_never_runs(data_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from prefect.serializers import PickleSerializer
+
+    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    first = monthly_forecast(config)
+    marker = tmp_path / "code-ran"
+    payload = PickleSerializer().dumps(_Payload(marker)).decode()
+    planted = list((data_dir / "task-results").iterdir())
+    assert planted
+    for stored in planted:  # every cached result replaced by a pickle record, as Prefect itself would write one
+        record = json.loads(stored.read_text())
+        record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle"}
+        record["result"] = payload
+        stored.write_text(json.dumps(record))
+    poisoned = planted[0].read_bytes()
+
+    second = monthly_forecast(config)
+
+    assert not marker.exists()
+    assert second["task_states"]["train-air_passengers"] == "Completed"  # recomputed, not loaded
+    assert latest(data_dir / "seqcast.db") == latest_of_run(data_dir / "seqcast.db", first["outcome"].run_id)
+    # The payload is live: Prefect's own reader runs it.
+    from prefect._internal.result_records import ResultRecord
+
+    ResultRecord.deserialize(poisoned)
+    assert marker.exists()
+
+
+def latest_of_run(db: Path, run_id: str) -> list[tuple]:
+    return query(
+        db,
+        "SELECT period, yhat, yhat_lower, yhat_upper FROM forecasts WHERE is_champion AND run_id = "
+        f"'{run_id}' ORDER BY period",
+    )
+
+
+def test_a_rerun_after_the_lake_and_models_were_deleted_makes_them_anew(data_dir: Path) -> None:
+    import shutil
+
+    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    monthly_forecast(config)
+    published = latest(data_dir / "seqcast.db")
+    assert monthly_forecast(config)["task_states"]["train-air_passengers"] == "Cached"
+    for folder in ("lake", "models"):
+        shutil.rmtree(data_dir / folder)
+    again = monthly_forecast(config)
+    assert again["task_states"]["snapshot"] == "Completed"
+    assert again["task_states"]["train-air_passengers"] == "Completed"
+    assert any((data_dir / "lake").rglob("*.parquet")) and any((data_dir / "models").glob("*.pt"))
+    assert latest(data_dir / "seqcast.db") == published
+    # An altered model file is not reused from the cache either.
+    model = next((data_dir / "models").glob("fake-final-*.pt"))
+    model.write_bytes(model.read_bytes()[:-8] + b"\x00" * 8)
+    third = monthly_forecast(config)
+    assert third["task_states"]["train-air_passengers"] == "Completed"
+    assert latest(data_dir / "seqcast.db") == published

@@ -352,7 +352,7 @@ def test_the_same_numbers_under_another_series_id_are_new_rows(env, tmp_path: Pa
     other_id = ingest.ingest_file(engine, paths, tmp_path / "north.csv", series_id="east")
     same = ingest.ingest_file(engine, paths, tmp_path / "north.csv")
     assert [r.status for r in (first, other_name, other_id, same)] == ["applied", "applied", "applied", "duplicate"]
-    assert [r.series for r in (first, other_name, other_id)] == [["north"], ["south"], ["east"]]
+    assert [r.series for r in (first, other_name, other_id)] == [("north",), ("south",), ("east",)]
     assert rows_of(engine, "SELECT series_id, COUNT(*) FROM observations GROUP BY series_id ORDER BY 1") == [
         ("east", 2),
         ("north", 2),
