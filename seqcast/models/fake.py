@@ -18,6 +18,10 @@ from seqcast.evaluate import SEASON
 from seqcast.records import History
 
 
+#: A loss curve like a network's (train and validation loss falling), so charts and history rows are exercised.
+CURVE: History = ((1, 1.0, 1.2), (2, 0.5, 0.7), (3, 0.25, 0.5))
+
+
 class FakeForecaster:
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -31,8 +35,8 @@ class FakeForecaster:
             raise ValueError(f"series too short: {len(y)} values, {self.min_length()} needed")
         self.y_ = y
         self.drift_ = float(np.mean(y[-SEASON:] - y[-2 * SEASON : -SEASON]))
-        self.history_: History = ()
-        self.epochs_ = 1
+        self.history_: History = CURVE
+        self.epochs_ = len(CURVE)
         self.train_seconds_ = 0.0
         return self
 
@@ -58,7 +62,7 @@ class FakeForecaster:
         model = cls(ModelConfig.model_validate_json(state["config"]))
         model.y_ = state["y"].numpy().astype(np.float64)
         model.drift_ = float(state["drift"])
-        model.history_ = ()
-        model.epochs_ = 1
+        model.history_ = CURVE
+        model.epochs_ = len(CURVE)
         model.train_seconds_ = 0.0
         return model
