@@ -35,10 +35,8 @@ from seqcast.train import TrainResult, deterministic, seeded_build, split_window
 MAX_STACK = 256
 
 #: Elements of one step's stacked gate tensor (networks x windows x gates x hidden units) at most. Past about
-#: a megabyte the elementwise steps wait on memory and every network of the stack trains slower. Holdout fits
-#: of 50 series, one thread, against one by one (python benchmarks/scale.py --stacks --speedup-series 50):
-#: default-preset gru 1.44x with 128 Ki elements, 1.56x with 256 Ki, 1.10x with 512 Ki; fast-preset gru
-#: 2.54x, 2.58x, 2.30x.
+#: a megabyte the elementwise steps wait on memory and every network of the stack trains slower (compare budgets
+#: with `python benchmarks/scale.py --stacks`; figures in benchmarks/README.md).
 STACK_ELEMENTS = 256 * 1024
 
 #: Gates per recurrent kind, in torch's weight layout order (LSTM i,f,g,o; GRU r,z,n).
@@ -57,10 +55,8 @@ class Job:
 def pays_off(config: ModelConfig) -> bool:
     """Whether stacking trains this architecture faster than torch's own module one network at a time.
 
-    Measured on 50 series' holdout fits, one thread (python benchmarks/scale.py --stacks --speedup-series 50):
-    rnn and gru always (fast preset 5.5x and 2.6x, default preset 2.1x and 1.6x); an LSTM only while small:
-    torch's CPU LSTM is one fused kernel, which the stack beats at 16 hidden units (fast preset, 1.29x) but not
-    at 32 (default preset, 0.78x).
+    Measured (`python benchmarks/scale.py --stacks`): rnn and gru always; an LSTM only while small: torch's CPU
+    LSTM is one fused kernel, which the stack beats at 16 hidden units but not at 32.
     """
     return config.kind != "lstm" or config.hidden <= 16
 

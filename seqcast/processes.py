@@ -1,8 +1,7 @@
 """How training processes start (see seqcast.workers), light on imports so that a command can start early.
 
-Where there is a fork server (Linux, macOS), they are forked from it: it loads torch and the pipeline once
-(about 2.5 s of one core), so a worker starts in a fork instead of its own 2.5 s of imports, and shares
-those pages. Elsewhere, each is spawned and loads them itself.
+Where there is a fork server (Linux, macOS), they are forked from it: it loads torch and the pipeline once, so a
+worker starts in a fork instead of doing those imports itself, and shares those pages. Elsewhere, each is spawned and loads them itself.
 """
 
 from __future__ import annotations

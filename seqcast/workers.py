@@ -33,8 +33,7 @@ from seqcast.models.global_network import GlobalForecaster
 
 T = TypeVar("T")
 #: Task threads per training process. Between two jobs a task thread also waits on its orchestrator (task-run
-#: states, results), during which other threads' jobs keep the process busy: a 1,000-series run took 54.4 s with
-#: two threads per process, 51.9 s with four.
+#: states, results), during which other threads' jobs keep the process busy (four were faster than two).
 THREADS_PER_PROCESS = 4
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
@@ -69,7 +68,7 @@ def training_processes(n: int, start_now: bool = False) -> Iterator[None]:
             busy = _busy.pop(id(pool))
         # Queued jobs are cancelled; a running one (the block left on an error) is waited for, so that nothing
         # still writes once the block is left. With none running, the processes' exit (interpreter teardown with
-        # torch loaded, about 0.8 s) overlaps what the caller does next; at interpreter exit concurrent.futures
+        # torch loaded) overlaps what the caller does next; at interpreter exit concurrent.futures
         # still joins them, so none outlives this process.
         pool.shutdown(wait=busy > 0, cancel_futures=True)
 

@@ -17,7 +17,6 @@ from seqcast.config import ModelConfig
 from seqcast.evaluate import SEASON
 from seqcast.records import History
 
-
 #: A loss curve like a network's (train and validation loss falling), so charts and history rows are exercised.
 CURVE: History = ((1, 1.0, 1.2), (2, 0.5, 0.7), (3, 0.25, 0.5))
 
