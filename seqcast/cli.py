@@ -68,6 +68,13 @@ def _config(**overrides: Any) -> RunConfig:
         _fail(f"invalid settings: {'; '.join(problems)}")
 
 
+def _statistical(names: list[str] | None) -> list[str] | None:
+    """`--statistical` values: None when not given (the default applies), [] for 'none'."""
+    if not names:
+        return None
+    return [] if names == ["none"] else names
+
+
 def _prefect_env() -> None:
     """Settings Prefect must see before it is imported."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -78,19 +85,24 @@ def _prefect_env() -> None:
 @command
 def run(
     source: list[Path] = typer.Option(None, "--source", "-s", help="File to ingest (repeatable)."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [default lstm]."),
-    preset: str = typer.Option(None, "--preset", help="'default', 'fast' (many series) or the notebook's 'tutorial'."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="Network kind, rnn, lstm or gru (repeatable) [default lstm]."
+    ),
+    preset: str = typer.Option(
+        None, "--preset", help="'default' (one network across all series), 'local', 'fast' or 'tutorial' (per series)."
+    ),
+    statistical: list[str] = typer.Option(
+        None, "--statistical", help="Statistical candidates: ets, ces, theta (repeatable; 'none' for none) [ets, ces]."
+    ),
+    combine: bool = typer.Option(None, "--combination/--no-combination", help="Add the combination [yes]."),
     horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
-    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [12]."),
+    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [the horizon]."),
     epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
     series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
     fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
     workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
     chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [50]."),
-    global_model: str = typer.Option(
-        None, "--global-model", help="Also fit one rnn, lstm or gru across all series, a candidate for each."
-    ),
-    global_steps: int = typer.Option(None, "--global-steps", help="Training steps of the global model [1500]."),
+    global_steps: int = typer.Option(None, "--global-steps", help="Training steps of a global network [1500]."),
     batch_training: bool = typer.Option(
         None, "--batched/--one-by-one", help="Train a chunk's networks as one computation [batched]."
     ),
@@ -109,7 +121,7 @@ def run(
 ) -> None:
     """Run the monthly pipeline once: ingest, retrain what changed, validate, forecast, publish."""
     config = _config(
-        sources=[str(s) for s in source or []],
+        sources=[str(s) for s in source] if source else None,
         models=model or None,
         preset=preset,
         horizon=horizon,
@@ -120,8 +132,9 @@ def run(
         workers=workers,
         chunk_size=chunk_size,
         batch_training=batch_training,
-        global_model=global_model,
         global_steps=global_steps,
+        statistical=_statistical(statistical),
+        combine=combine,
         data_dir=data_dir,
         db_url=db_url,
     )
@@ -337,18 +350,19 @@ def metrics(
 @command
 def backtest(
     source: Path = typer.Option(None, "--source", "-s", help="File to backtest [the stored observations]."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable) [lstm]."),
-    preset: str = typer.Option(None, "--preset", help="'default', 'fast' or 'tutorial'."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Network kind, rnn, lstm or gru (repeatable) [lstm]."),
+    preset: str = typer.Option(None, "--preset", help="'default', 'local', 'fast' or 'tutorial'."),
+    statistical: list[str] = typer.Option(None, "--statistical", help="ets, ces, theta, or 'none' [ets, ces]."),
     horizon: int = typer.Option(12, "--horizon", help="Months per window."),
     windows: int = typer.Option(3, "--windows", help="Rolling origins: n - windows*horizon, ..., n - horizon."),
     epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
     series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
     output: Path = typer.Option(None, "--output", "-o", help="CSV: one row per series, model, origin, step."),
-    workers: int = typer.Option(None, "--workers", help="Processes [cores]."),
+    workers: int = typer.Option(None, "--workers", help="Training processes [2]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
-    """Rolling-origin evaluation: each model refit at each origin, seasonal naive and the champion alongside."""
+    """Rolling-origin evaluation: the monthly procedure replayed at each origin, every candidate and the champion."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from seqcast import backtest as bt
@@ -356,7 +370,14 @@ def backtest(
     from seqcast.ingest import IngestError, parse_file
 
     config = _config(
-        models=model or None, preset=preset, horizon=horizon, epochs=epochs, data_dir=data_dir, db_url=db_url
+        models=model or None,
+        preset=preset,
+        statistical=_statistical(statistical),
+        horizon=horizon,
+        epochs=epochs,
+        workers=workers,
+        data_dir=data_dir,
+        db_url=db_url,
     )
     engine = store.open_engine(config.database_url()) if source is None or config.db_url else None
     if source is not None:
@@ -375,23 +396,17 @@ def backtest(
     with bar:
         task_id = bar.add_task("series", total=frame["series_id"].nunique())
         forecasts, skipped = bt.run_backtest(
-            frame,
-            config.model_configs(),
-            horizon,
-            windows,
-            config.interval_level,
-            workers,
-            progress=lambda n: bar.advance(task_id, n),
+            frame, config, horizon, windows, progress=lambda n: bar.advance(task_id, n / windows)
         )
     for item in skipped:
         console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
     if forecasts.empty:
         _fail("no series long enough to backtest")
-    metrics = bt.window_metrics(forecasts, frame)
+    metrics = bt.window_metrics(forecasts, frame, config.interval_levels)
     backtest_id = f"{store.utcnow():%Y%m%dT%H%M%SZ}-bt"
     engine = engine or store.open_engine(config.database_url())
     try:
-        store.write_backtest(engine, backtest_id, metrics, horizon, config.interval_level)
+        store.write_backtest(engine, backtest_id, metrics, horizon, config.interval_levels[0])
     finally:
         engine.dispose()
     if output:
@@ -457,6 +472,7 @@ def serve(
     from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE
 
     config = _config(models=model or None, horizon=horizon, holdout=holdout, data_dir=data_dir, db_url=db_url)
+
     # A deployment runs later, elsewhere: pin the data folder to an absolute path now.
     config = config.model_copy(update={"data_dir": str(Path(config.data_dir).resolve())})
     _prefect_env()

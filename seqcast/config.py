@@ -18,16 +18,16 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import URL
 
-from seqcast import models
+from seqcast import models as registry
 
-Preset = Literal["default", "fast", "tutorial"]
+Preset = Literal["default", "local", "fast", "tutorial"]
 
 #: The monthly schedule: 06:00 on the first of each month, in an explicit timezone.
 DEFAULT_CRON = "0 6 1 * *"
 DEFAULT_TIMEZONE = "UTC"
 
 #: Bumped whenever training or forecasting code changes what a stored model would contain.
-MODEL_CODE_VERSION = "7"
+MODEL_CODE_VERSION = "8"
 
 
 class ModelConfig(BaseModel):
@@ -64,7 +64,7 @@ class ModelConfig(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        return models.kind(value).name
+        return registry.kind(value).name
 
     def config_hash(self) -> str:
         """Content hash of the settings and the model code version."""
@@ -88,11 +88,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         refit_all_windows=False,
         ensemble=1,
     ),
-    "default": {},
-    # For thousands of series: a 12-month lookback, 16 hidden units and one seed cost about a tenth of the
-    # default; on the development series gru and rnn matched the default lstm's accuracy (README).
+    # The default's network: one across all series (seqcast.models.global_network), an ensemble of two seeds.
+    "default": dict(lookback=24, hidden=32, layers=1, lr=0.003, ensemble=2),
+    # A network per series (lookback 24, year-over-year inputs, a direct 12-month head anchored on last year).
+    "local": {},
+    # A small network per series: a 12-month lookback, 16 hidden units and one seed.
     "fast": dict(lookback=12, hidden=16, ensemble=1),
 }
+#: Presets whose networks are fitted per series; the default's is one network across all series.
+LOCAL_PRESETS = ("local", "fast", "tutorial")
+#: Kinds asked for with --model that are always fitted per series (the orchestration tests' stand-in).
+_PER_SERIES_ONLY = ("fake",)
 
 
 def model_config_for(
@@ -114,21 +120,37 @@ class RunConfig(BaseModel):
     sources: list[str] = Field(default_factory=list, description="Files to ingest besides the inbox.")
     series_id: str | None = Field(None, description="Series id for two-column files (default: file stem).")
     models: list[str] = Field(
-        default_factory=lambda: ["lstm"], description=f"Model kinds to fit per series ({models.help_text()})."
+        default_factory=lambda: ["lstm"],
+        description=f"Network kinds, the recurrent core of the forecast ({registry.help_text()}).",
     )
-    preset: Preset = Field("default", description="'default', 'fast' (many series) or the notebook's 'tutorial'.")
+    preset: Preset = Field(
+        "default",
+        description="'default' (one network across all series), or a network per series: 'local', 'fast', or the "
+        "notebook's 'tutorial'.",
+    )
+    statistical: list[str] = Field(
+        default_factory=lambda: ["ets", "ces"],
+        description=f"Statistical candidates ({registry.help_text(registry.statistical_kinds())}); [] for none.",
+    )
+    combine: bool = Field(True, description="Add the combination (mean) of the networks and statistical models.")
+    champion_margin: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A single model replaces the combination as champion only when its holdout MASE is below "
+        "(1 - margin) times the combination's.",
+    )
     horizon: int = Field(12, ge=1, le=120, description="Months to forecast.")
-    holdout: int = Field(12, ge=1, le=120, description="Months held out for validation.")
-    epochs: int | None = Field(None, ge=1, description="Override the preset's epoch count.")
+    holdout: int = Field(0, ge=0, le=120, description="Months held out for validation (0: the horizon).")
+    epochs: int | None = Field(None, ge=1, description="Override the preset's epoch count (per-series networks).")
     lookback: int | None = Field(None, ge=2, description="Override the preset's lookback window.")
     seed: int = Field(0, description="Seed of every network's initialisation and training.")
-    interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of yhat_lower..yhat_upper.")
-    fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
-    global_model: str | None = Field(
-        None, description="Also fit one network of this kind across all series, a candidate for every series."
+    interval_levels: tuple[float, float] = Field(
+        (0.8, 0.95), description="Coverage of the intervals: yhat_lower..upper, then yhat_lower..upper_outer."
     )
+    fill_gaps: bool = Field(False, description="Interpolate interior missing months instead of skipping.")
     global_steps: int = Field(
-        1500, ge=1, description="Training steps (mini-batches of 256 windows) of the global model."
+        1500, ge=1, description="Training steps (mini-batches of 256 windows) of a global network."
     )
     chunk_size: int = Field(50, ge=1, description="Series per training task.")
     batch_training: bool = Field(
@@ -143,33 +165,64 @@ class RunConfig(BaseModel):
     def _unique_models(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one model kind is needed")
-        allowed = models.selectable_kinds() + [k for k, spec in models.REGISTRY.items() if spec.hidden]
+        allowed = registry.selectable_kinds() + [k for k, spec in registry.REGISTRY.items() if spec.hidden]
         for name in value:
             if name not in allowed:
-                raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(models.selectable_kinds())}")
+                raise ValueError(f"unknown model kind {name!r}: use one of {', '.join(registry.selectable_kinds())}")
         return list(dict.fromkeys(value))
 
-    @field_validator("global_model")
+    @field_validator("statistical")
     @classmethod
-    def _network_kind(cls, value: str | None) -> str | None:
-        if value is not None and value not in models.network_kinds():
-            raise ValueError(f"unknown network kind {value!r}: use one of {', '.join(models.network_kinds())}")
+    def _statistical_kinds(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in registry.statistical_kinds():
+                raise ValueError(
+                    f"unknown statistical kind {name!r}: use one of {', '.join(registry.statistical_kinds())}"
+                )
+        return list(dict.fromkeys(value))
+
+    @field_validator("interval_levels")
+    @classmethod
+    def _levels(cls, value: tuple[float, float]) -> tuple[float, float]:
+        inner, outer = value
+        if not 0 < inner < outer < 1:
+            raise ValueError("interval levels must be two coverages with 0 < inner < outer < 1, e.g. [0.8, 0.95]")
         return value
 
+    @property
+    def validation_months(self) -> int:
+        """The holdout: `holdout`, or the horizon when it is 0."""
+        return self.holdout or self.horizon
+
+    @property
+    def per_series_networks(self) -> bool:
+        return self.preset in LOCAL_PRESETS
+
     def model_configs(self) -> list[ModelConfig]:
-        """One ModelConfig per requested kind."""
+        """The settings of every kind fitted series by series: per-series networks (with a local preset), then
+        the statistical kinds."""
+        networks = self.models if self.per_series_networks else [k for k in self.models if k in _PER_SERIES_ONLY]
         return [
-            model_config_for(kind, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback)
-            for kind in self.models
+            model_config_for(
+                kind, self._preset_of(kind), self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback
+            )
+            for kind in [*networks, *self.statistical]
         ]
 
-    def global_config(self) -> ModelConfig | None:
-        """The global model's network settings (those of its kind under the preset), if one is asked for."""
-        if self.global_model is None:
-            return None
-        return model_config_for(
-            self.global_model, self.preset, self.horizon, self.seed, epochs=self.epochs, lookback=self.lookback
-        )
+    def _preset_of(self, kind: str) -> str:
+        return self.preset if self.preset in LOCAL_PRESETS else "local"
+
+    def global_configs(self) -> list[ModelConfig]:
+        """The settings of the networks fitted across all series (the default preset), one per network kind;
+        each forecasts the longer of the horizon and the holdout at once."""
+        if self.per_series_networks:
+            return []
+        out = max(self.horizon, self.validation_months)
+        return [
+            model_config_for(kind, "default", out, self.seed, lookback=self.lookback)
+            for kind in self.models
+            if kind not in _PER_SERIES_ONLY
+        ]
 
     def paths(self) -> DataPaths:
         return DataPaths(Path(self.data_dir))
@@ -250,14 +303,14 @@ class _Settings(BaseSettings):
     epochs: int | None = None
     lookback: int | None = None
     seed: int | None = None
-    interval_level: float | None = None
     fill_gaps: bool | None = None
     chunk_size: int | None = None
     workers: int | None = None
     batch_training: bool | None = None
     max_plots: int | None = None
-    global_model: str | None = None
     global_steps: int | None = None
+    statistical: list[str] | None = None
+    combine: bool | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -275,8 +328,8 @@ class _Settings(BaseSettings):
 def load_config(**overrides: Any) -> RunConfig:
     """Build the run settings: defaults < config file (SEQCAST_CONFIG or ./seqcast.toml) < env < overrides.
 
-    Overrides whose value is None (an option the user did not give) are ignored.
+    Overrides whose value is None (an option the user did not give) are ignored; an empty list is a value.
     """
     layered = {k: v for k, v in _Settings().model_dump().items() if v is not None}
-    layered.update({k: v for k, v in overrides.items() if v is not None and v != []})
+    layered.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(**layered)

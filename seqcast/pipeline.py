@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from seqcast import forecast as fc
+from seqcast import models as m
 from seqcast import stages as st
 from seqcast import store, workers
 from seqcast.config import RunConfig
@@ -148,46 +149,7 @@ def _stages(run_id: str, config: RunConfig, ex: Executor) -> RunOutcome:
     )
     snap = ex.result(ex.submit(st.SNAPSHOT, config, ingested.data_version))
     log.info("snapshot: %d series to model, %d skipped", len(snap.eligible), len(snap.skipped))
-    refs = list(snap.eligible)
-    chunks = chunked(refs, config.chunk_size, config.workers)
-    # The global model (trained on every series) starts first; the chunks follow a few at a time, since stages
-    # start in the order they are submitted: a chunk is forecast as soon as it is validated and trained, while
-    # later chunks train, unless the global model competes (then the forecasts wait for it).
-    global_run = ex.submit(st.GLOBAL, refs, config) if config.global_config() is not None else None
-    waiting = deque(chunks)
-    in_flight: deque[tuple[list[SeriesRef], Any, Any]] = deque()
-
-    def submit_chunk() -> None:
-        chunk = waiting.popleft()
-        label = chunk_label(chunk)
-        in_flight.append(
-            (chunk, ex.submit(st.VALIDATE, chunk, config, label=label), ex.submit(st.TRAIN, chunk, config, label=label))
-        )
-
-    for _ in range(min(len(waiting), IN_FLIGHT * config.workers)):
-        submit_chunk()
-    validations: list[Validation | Failure] = []
-    fits: list[Fit | Failure] = []
-    forecast_runs = []
-    for done in range(1, len(chunks) + 1):
-        chunk, v_run, t_run = in_flight.popleft()
-        chunk_validations, chunk_fits = ex.result(v_run), ex.result(t_run)
-        if waiting:
-            submit_chunk()
-        validations += chunk_validations
-        fits += chunk_fits
-        if global_run is None:
-            forecast_runs.append(
-                ex.submit(st.FORECAST, chunk, chunk_validations, chunk_fits, config, label=chunk_label(chunk))
-            )
-        ex.progress(done, len(chunks))
-    if global_run is not None:
-        validations, fits = fc.add_global(validations, fits, ex.result(global_run))
-        forecast_runs = [
-            ex.submit(st.FORECAST, c, for_refs(validations, c), for_refs(fits, c), config, label=chunk_label(c))
-            for c in chunks
-        ]
-    forecasts: list[Forecast | Failure] = [f for run_ in forecast_runs for f in ex.result(run_)]
+    validations, fits, forecasts = model_stages(list(snap.eligible), config, ex)
     # The charts are drawn (in the training processes, idle by now) while publish writes the tables.
     charts_run = ex.submit(st.CHARTS, run_id, config, validations, fits, forecasts)
     outcome: RunOutcome = ex.result(ex.submit(st.PUBLISH, run_id, config, ingested, snap, validations, fits, forecasts))
@@ -203,6 +165,54 @@ def _stages(run_id: str, config: RunConfig, ex: Executor) -> RunOutcome:
         final.report,
     )
     return final
+
+
+def model_stages(
+    refs: list[SeriesRef], config: RunConfig, ex: Executor
+) -> tuple[list[Validation | Failure], list[Fit | Failure], list[Forecast | Failure]]:
+    """Validate, fit, combine and forecast every series: the part of a run a backtest replays at each origin.
+
+    The global networks (trained on every series) start first; the chunks follow a few at a time, since stages
+    start in the order they are submitted. Forecasts come once every series is validated: the intervals are
+    calibrated across them.
+    """
+    chunks = chunked(refs, config.chunk_size, config.workers)
+    global_run = ex.submit(st.GLOBAL, refs, config) if config.global_configs() else None
+    waiting = deque(chunks)
+    in_flight: deque[tuple[Any, Any]] = deque()
+
+    def submit_chunk() -> None:
+        chunk = waiting.popleft()
+        label = chunk_label(chunk)
+        in_flight.append(
+            (ex.submit(st.VALIDATE, chunk, config, label=label), ex.submit(st.TRAIN, chunk, config, label=label))
+        )
+
+    for _ in range(min(len(waiting), IN_FLIGHT * config.workers)):
+        submit_chunk()
+    validations: list[Validation | Failure] = []
+    fits: list[Fit | Failure] = []
+    for done in range(1, len(chunks) + 1):
+        v_run, t_run = in_flight.popleft()
+        validations += ex.result(v_run)
+        fits += ex.result(t_run)
+        if waiting:
+            submit_chunk()
+        ex.progress(done, len(chunks))
+    if global_run is not None:
+        validations, fits = fc.add_global(validations, fits, ex.result(global_run))
+    if config.combine:
+        kinds = [*(c.kind for c in config.model_configs()), *(m.global_kind(c.kind) for c in config.global_configs())]
+        validations, fits = fc.add_combination(validations, fits, fc.members_of(kinds))
+    calibration = fc.calibrate(validations, config.interval_levels)
+    forecast_runs = [
+        ex.submit(
+            st.FORECAST, c, for_refs(validations, c), for_refs(fits, c), config, calibration, label=chunk_label(c)
+        )
+        for c in chunks
+    ]
+    forecasts: list[Forecast | Failure] = [f for run_ in forecast_runs for f in ex.result(run_)]
+    return validations, fits, forecasts
 
 
 def _log_outcome(outcome: RunOutcome) -> None:

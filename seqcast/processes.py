@@ -1,7 +1,8 @@
 """How training processes start (see seqcast.workers), light on imports so that a command can start early.
 
-Where there is a fork server (Linux, macOS), they are forked from it: it loads torch and the pipeline once, so a
-worker starts in a fork instead of doing those imports itself, and shares those pages. Elsewhere, each is spawned and loads them itself.
+Where there is a fork server (Linux, macOS), they are forked from it: it loads torch and the pipeline once, so
+a worker starts in a fork instead of doing those imports itself, and shares those pages. Elsewhere, each is
+spawned and loads them itself.
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ def model_records(validations: Sequence[Any], fits: Sequence[Any]) -> list[Model
     return list(seen.values())
 
 
+_OPTIONAL_FLOATS = ("yhat_lower_outer", "yhat_upper_outer", "interval_level_outer")
+
+
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -109,7 +112,8 @@ def run_rows(
                 "series_id": sid,
                 "status": "trained" if is_new else "reused",
                 "reason": ("new or revised data" if is_new else "data and config unchanged: stored models reused")
-                + (f"; {filled} missing month(s) interpolated" if filled else ""),
+                + (f"; {filled} missing month(s) interpolated" if filled else "")
+                + (f"; published {forecast.reason}" if forecast.reason else ""),
             }
         )
         for r in records:
@@ -139,6 +143,7 @@ def run_rows(
                     **row.__dict__,
                     "origin": date.fromisoformat(row.origin),
                     "period": date.fromisoformat(row.period),
+                    **{k: _finite(getattr(row, k)) for k in _OPTIONAL_FLOATS},
                 }
             )
             if row.is_champion:

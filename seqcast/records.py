@@ -116,6 +116,8 @@ class ModelRecord:
     history: History
     #: Trained for this call (False: loaded from the store).
     trained: bool
+    #: How the model was specified where the kind chooses (a statistical model's form, e.g. ETS "MAdM").
+    spec: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,18 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Validation:
+    """Every candidate's forecast of a series' holdout, scored. No candidates: the series was too short to hold
+    any months out (it is still forecast, by what its length allows)."""
+
     series_id: str
     holdout_start: str
     holdout_end: str
     actual: Values
     candidates: dict[str, Candidate]
+    #: The training part's spread: what errors are measured against (see `forecast.spread`).
+    spread: float = float("nan")
+    #: The training part's MASE scale (in-sample mean absolute seasonal-naive error).
+    scale: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,10 @@ class Fit:
     series_id: str
     models: dict[str, ModelRecord]
     forecasts: dict[str, Values]
+    #: The whole series' spread (see `forecast.spread`): intervals are this times a calibrated multiple.
+    spread: float = float("nan")
+    #: Whether every value is positive (intervals then multiply, and stay positive).
+    positive: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,9 @@ class ForecastRow:
     interval_level: float
     is_champion: bool
     model_id: str | None
+    yhat_lower_outer: float = float("nan")
+    yhat_upper_outer: float = float("nan")
+    interval_level_outer: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,20 @@ class Forecast:
     series_id: str
     champion: str
     rows: tuple[ForecastRow, ...]
+    #: Why this champion (chosen on the holdout, or what the series' length allows).
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Interval half-widths per candidate kind and horizon step, as multiples of a series' spread: quantiles of
+    holdout errors pooled across the run's series. `inner` and `outer` are per step, for the two levels."""
+
+    levels: tuple[float, float]
+    inner: dict[str, Values]
+    outer: dict[str, Values]
+    #: Validated series each kind's quantiles came from.
+    series: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -179,6 +209,8 @@ class GlobalResult:
     final: ModelRecord
     candidates: dict[str, Candidate]
     forecasts: dict[str, Values]
+    #: Series each member covered (its training windows).
+    n_series: int = 0
 
 
 @dataclass(frozen=True)
@@ -241,6 +273,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         Fit,
         ForecastRow,
         Forecast,
+        Calibration,
         GlobalResult,
         MetricRow,
         Charts,

@@ -29,6 +29,7 @@ from seqcast._files import safe_name
 from seqcast.config import MODEL_CODE_VERSION, RunConfig
 from seqcast.errors import one_line
 from seqcast.records import (
+    Calibration,
     Charts,
     Failure,
     Fit,
@@ -75,14 +76,14 @@ class Stage:
 def stage_key(stage: str, config: RunConfig, refs: Sequence[SeriesRef] | None = None, extra: str = "") -> str:
     """Content key of a stage's result: stage, model code version, the settings that shape it, and the data
     hashes of the series it covers. Equal keys mean equal results."""
-    glob = config.global_config()
     parts = [
         stage,
         MODEL_CODE_VERSION,
         str(config.paths().root.resolve()),
         ",".join(c.config_hash() for c in config.model_configs()),
-        f"h{config.horizon}-ho{config.holdout}-l{config.interval_level}-f{config.fill_gaps}",
-        f"global-{glob.config_hash()}-{config.global_steps}" if glob else "no-global",
+        ",".join(c.config_hash() for c in config.global_configs()) + f"-{config.global_steps}",
+        f"h{config.horizon}-ho{config.validation_months}-l{config.interval_levels}-f{config.fill_gaps}",
+        f"c{config.combine}-m{config.champion_margin}",
         extra,
     ]
     if refs is not None:
@@ -207,10 +208,9 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
         grown = frame.groupby("series_id").size() - before
         filled = {str(k): int(v) for k, v in grown.items() if v > 0}
     refs = lake.snapshot(frame, paths.lake)
-    configs = fc.candidate_configs(config.model_configs())
     eligible, skipped = [], []
     for ref in refs:
-        reason = fc.ineligible_reason(ref, configs, config.holdout)
+        reason = fc.ineligible_reason(ref)
         if reason:
             skipped.append(Skip(ref.series_id, reason))
             log.warning("series %r not trained: %s", ref.series_id, reason)
@@ -257,17 +257,18 @@ def _chunk(refs: Sequence[SeriesRef], stage: str, many: Callable[[Sequence[Serie
 
 
 def validate_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Validation | Failure]:
-    """Holdout validation of every kind (baselines included) for a chunk of series."""
-    configs, models_dir = config.model_configs(), config.paths().models
+    """Holdout validation of every per-series kind (baselines included) for a chunk of series."""
+    configs, models_dir, holdout = config.model_configs(), config.paths().models, config.validation_months
 
     def many(chunk: Sequence[SeriesRef], batched: bool) -> list[Any]:
-        return workers.call(fc.validate_many, list(chunk), configs, config.holdout, models_dir, batched)
+        return workers.call(fc.validate_many, list(chunk), configs, holdout, models_dir, batched)
 
     return _chunk(refs, "validate", many, config.batch_training)
 
 
 def train_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Fit | Failure]:
-    """Final refit on all data of every kind for a chunk of series (stored fits are reused), with forecasts."""
+    """Final fit on all data of every per-series kind for a chunk of series (stored fits are reused), with
+    forecasts."""
     configs, models_dir = config.model_configs(), config.paths().models
 
     def many(chunk: Sequence[SeriesRef], batched: bool) -> list[Any]:
@@ -276,20 +277,20 @@ def train_chunk(refs: Sequence[SeriesRef], config: RunConfig) -> list[Fit | Fail
     return _chunk(refs, "train", many, config.batch_training)
 
 
-def _models_key(stage: str) -> Callable[[Sequence[SeriesRef], RunConfig], str]:
-    def key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
+def _models_key(stage: str) -> Callable[..., str]:
+    def key(refs: Sequence[SeriesRef], config: RunConfig, *_: Any) -> str:
         return stage_key(stage, config, refs)
 
     return key
 
 
-def global_stage(refs: Sequence[SeriesRef], config: RunConfig) -> GlobalResult | None:
-    """The global model's holdout scores and forecasts for every series (None when not configured)."""
-    global_config = config.global_config()
-    if global_config is None or not refs:
-        return None
+def global_stage(refs: Sequence[SeriesRef], config: RunConfig) -> list[GlobalResult]:
+    """Every global network's holdout scores and forecasts for every series (none with a local preset)."""
+    configs = config.global_configs()
+    if not configs or not refs:
+        return []
     return fc.global_candidates(
-        refs, global_config, config.holdout, config.horizon, config.paths().models, config.global_steps
+        refs, configs, config.validation_months, config.horizon, config.paths().models, config.global_steps
     )
 
 
@@ -298,24 +299,26 @@ def _global_key(refs: Sequence[SeriesRef], config: RunConfig) -> str:
 
 
 def forecast_chunk(
-    refs: Sequence[SeriesRef], validations: Sequence[Any], fits: Sequence[Any], config: RunConfig
+    refs: Sequence[SeriesRef],
+    validations: Sequence[Any],
+    fits: Sequence[Any],
+    config: RunConfig,
+    calibration: Calibration,
 ) -> list[Forecast | Failure]:
-    """The published forecasts (every candidate, champion marked) for a chunk of series."""
+    """The published forecasts (every candidate, champion marked, two intervals) for a chunk of series."""
     by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
     ready = [r for r in refs if r.series_id in by_val and r.series_id in by_fit]
-    return workers.call(_forecast_all, ready, by_val, by_fit, config.horizon, config.interval_level)
 
-
-def _forecast_all(refs: list[SeriesRef], by_val: dict[str, Validation], by_fit: dict[str, Fit], horizon: int,
-                  level: float) -> list[Any]:  # fmt: skip
     def work(ref: SeriesRef) -> Forecast:
-        return fc.forecast_series(ref, by_val[ref.series_id], by_fit[ref.series_id], horizon, level)
+        return fc.forecast_series(
+            ref, by_val[ref.series_id], by_fit[ref.series_id], config.horizon, calibration, config.champion_margin
+        )
 
-    return _per_series(refs, "forecast", work, advance=False)
+    return _per_series(ready, "forecast", work, advance=False)
 
 
-def _forecast_key(refs: Sequence[SeriesRef], validations: Any, fits: Any, config: RunConfig) -> str:
+def _forecast_key(refs: Sequence[SeriesRef], validations: Any, fits: Any, config: RunConfig, *_: Any) -> str:
     return stage_key("forecast", config, refs)
 
 
@@ -366,7 +369,7 @@ def charts_stage(run_id: str, config: RunConfig, validations: Sequence[Any], fit
     jobs = []
     for sid in shown:
         history = store.load_observations(engine, [sid])
-        holdout_periods = history["period"].iloc[-config.holdout :].dt.date.astype(str).tolist()
+        holdout_periods = history["period"].iloc[-config.validation_months :].dt.date.astype(str).tolist()
         predictions = {k: list(c.prediction) for k, c in by_val[sid].candidates.items()}
         champion = pd.DataFrame([r.__dict__ for r in published[sid].rows if r.is_champion])
         losses = {k: [list(row) for row in r.history] for k, r in by_fit[sid].models.items() if r.history}

@@ -111,13 +111,27 @@ def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched
     return models.kind(config.kind).forecaster().fit_many(config, series, curve, batched)
 
 
-def fit_global(config: ModelConfig, steps: int, batch_size: int, series: list[np.ndarray]) -> GlobalForecaster:
-    """A fitted global model (in a worker process inside a `training_processes` block)."""
+def fit_globals(jobs: list[tuple[ModelConfig, int, int, list[np.ndarray]]]) -> list[GlobalForecaster]:
+    """Fitted global networks, one per job (config, steps, batch size, series). Inside a `training_processes`
+    block every member of every ensemble trains in the worker processes at once; else one after another here."""
     pool = _pool
     if pool is None:
-        return GlobalForecaster(config, steps, batch_size).fit(series)
-    blob = pool.submit(_fit_global_blob, config.model_dump_json(), steps, batch_size, series).result()
-    return GlobalForecaster.from_state(_load(blob))
+        return [GlobalForecaster(config, steps, batch).fit(series) for config, steps, batch, series in jobs]
+    futures = [
+        [
+            pool.submit(_fit_global_member, config.model_dump_json(), steps, batch, series, m)
+            for m in range(config.ensemble)
+        ]
+        for config, steps, batch, series in jobs
+    ]
+    out = []
+    for (config, steps, batch, _), members in zip(jobs, futures, strict=True):
+        results = [future.result() for future in members]
+        states = [_load(blob) for blob, _, _, _, _ in results]
+        _, history, _, n_series, n_windows = results[0]
+        seconds = sum(r[2] for r in results)
+        out.append(GlobalForecaster(config, steps, batch).set_members(states, history, seconds, n_series, n_windows))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- in the worker
@@ -185,9 +199,13 @@ def _call_logged(level: int, fn: Callable[..., Any], *args: Any) -> tuple[Any, l
         logger.removeHandler(collect)
 
 
-def _fit_global_blob(config_json: str, steps: int, batch_size: int, series: list[np.ndarray]) -> bytes:
+def _fit_global_member(
+    config_json: str, steps: int, batch: int, series: list[np.ndarray], member: int
+) -> tuple[bytes, Any, float, int, int]:
     config = ModelConfig.model_validate_json(config_json)
-    return _dump(GlobalForecaster(config, steps, batch_size).fit(series).to_state())
+    start = time.perf_counter()
+    state, history, n_series, n_windows = GlobalForecaster(config, steps, batch).fit_member(series, member)
+    return _dump(state), history, time.perf_counter() - start, n_series, n_windows
 
 
 def _dump(state: dict[str, Any]) -> bytes:

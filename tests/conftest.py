@@ -33,6 +33,8 @@ from seqcast.ingest import bundled_series_path  # noqa: E402
 
 #: Few epochs keep the suite fast; the models still learn the seasonal shape.
 FAST = {"epochs": 40}
+#: Orchestration, not numerics: the deterministic stand-in model alone (baselines beside it).
+FAKE = {"models": ["fake"], "statistical": []}
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ def test_views_need_a_database(data: list[str]) -> None:
 
 
 def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
-    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", *data])
+    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
     assert result.exit_code == 0, result.output + result.stderr
     out = result.output
     assert "air_passengers.csv: 144 rows read, 144 new" in out
@@ -54,7 +54,7 @@ def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
     assert "seasonal_naive" in out and "1961-12" in out
     assert "database  sqlite:///" in out and "plots     " in out
 
-    rerun = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", *data])
+    rerun = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
     assert "reused    air_passengers  (no new data: stored models reused, nothing retrained)" in rerun.output
 
     forecasts = runner.invoke(app, ["forecasts", *data])
@@ -86,7 +86,7 @@ def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_pat
     inbox.mkdir(parents=True)
     (inbox / "air_passengers.csv").write_bytes(bundled_series_path().read_bytes())
     (inbox / "bad.csv").write_text("series_id;period;value\nx;2020-01;1\n")
-    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", *data])
+    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 file(s) rejected; first: bad.csv:")
     assert "trained   air_passengers" in result.output
@@ -95,7 +95,7 @@ def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_pat
 
 
 def test_report_writes_a_static_page_with_tables_and_plots(tmp_path: Path, data: list[str]) -> None:
-    ran = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", *data])
+    ran = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
     assert ran.exit_code == 0, ran.stderr
     result = runner.invoke(app, ["report", *data])
     assert result.exit_code == 0, result.stderr
@@ -128,7 +128,7 @@ def test_a_series_whose_chart_cannot_be_drawn_is_its_own_problem(tmp_path: Path,
     huge = pd.DataFrame({"series_id": "huge", "period": pd.read_csv(panel)["period"].iloc[:144]})
     huge["value"] = [1e308 if i % 2 else -1e308 for i in range(len(huge))]
     huge.to_csv(panel, mode="a", header=False, index=False)
-    args = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "fake", *data]
+    args = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "fake", "--statistical", "none", *data]
     for _ in range(2):  # the rerun too
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output + result.stderr
@@ -152,7 +152,7 @@ def test_reading_commands_work_on_postgresql_and_on_a_read_only_copy(tmp_path: P
 
     panel = _panel(tmp_path, ["north", "south"])
     folder = tmp_path / "data"
-    run = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "fake"]
+    run = ["run", "--orchestrator", "none", "--source", str(panel), "--model", "fake", "--statistical", "none"]
     with fresh_pg_database(postgres_server) as url:
         assert runner.invoke(app, [*run, "--data-dir", str(tmp_path / "pg"), "--db-url", url]).exit_code == 0
         for command in (["forecasts"], ["forecasts", "--series", "north"], ["metrics"], ["report"]):

@@ -26,7 +26,7 @@ def test_layers_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_defaults_and_database_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SEQCAST_CONFIG", str(tmp_path / "absent.toml"))
     config = load_config()
-    assert (config.models, config.horizon, config.holdout, config.preset) == (["lstm"], 12, 12, "default")
+    assert (config.models, config.horizon, config.validation_months, config.preset) == (["lstm"], 12, 12, "default")
     assert str(config.database_url()) == f"sqlite:///{Path('seqcast-data') / 'seqcast.db'}"
     assert load_config(db_url="postgresql+psycopg://u@h/db").database_url() == "postgresql+psycopg://u@h/db"
 

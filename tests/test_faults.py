@@ -20,6 +20,7 @@ from flows.monthly_forecast import monthly_forecast
 from seqcast import _files, stages, store
 from seqcast.config import RunConfig
 from seqcast.store import writes as store_writes
+from tests.conftest import FAKE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -136,7 +137,7 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
 
 def test_a_briefly_locked_database_is_waited_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "data"
-    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    config = RunConfig(data_dir=str(data_dir), **FAKE)
     monthly_forecast(config)
     (data_dir / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
 

@@ -9,7 +9,7 @@ import pytest
 
 from flows.monthly_forecast import monthly_forecast
 from seqcast.config import RunConfig
-from tests.conftest import FAST
+from tests.conftest import FAKE, FAST
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -24,7 +24,7 @@ def latest(db: Path) -> list[tuple]:
 
 
 def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
-    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    config = RunConfig(data_dir=str(data_dir), **FAKE)
     db = data_dir / "seqcast.db"
 
     # 1. First run on a fresh folder: the bundled series is ingested, trained, validated and published.
@@ -116,7 +116,7 @@ def test_a_series_that_cannot_be_trained_shows_failed_while_the_run_completes(da
     source = tmp_path / "panel.csv"
     panel.assign(period=panel["period"].dt.strftime("%Y-%m")).to_csv(source, index=False)
 
-    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], models=["fake"]))
+    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], **FAKE))
 
     assert list(outcome["outcome"].trained) == ["s000"]
     assert outcome["task_states"]["not-trained-s001"] == "Failed"
@@ -146,7 +146,7 @@ def test_a_planted_pickle_in_the_task_results_never_runs(data_dir: Path, tmp_pat
 
     from prefect.serializers import PickleSerializer
 
-    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    config = RunConfig(data_dir=str(data_dir), **FAKE)
     first = monthly_forecast(config)
     marker = tmp_path / "code-ran"
     payload = PickleSerializer().dumps(_Payload(marker)).decode()
@@ -182,7 +182,7 @@ def latest_of_run(db: Path, run_id: str) -> list[tuple]:
 def test_a_rerun_after_the_lake_and_models_were_deleted_makes_them_anew(data_dir: Path) -> None:
     import shutil
 
-    config = RunConfig(data_dir=str(data_dir), models=["fake"])
+    config = RunConfig(data_dir=str(data_dir), **FAKE)
     monthly_forecast(config)
     published = latest(data_dir / "seqcast.db")
     assert monthly_forecast(config)["task_states"]["train-air_passengers"] == "Cached"

@@ -60,7 +60,7 @@ def test_the_champion_is_the_best_holdout_candidate(air_ref: SeriesRef, tmp_path
     configs = [model_config_for("rnn", epochs=30), model_config_for("gru", epochs=30)]
     (validation,) = fc.validate_many([air_ref], configs, 12, tmp_path / "models")
     (fit,) = fc.train_many([air_ref], configs, tmp_path / "models", 12)
-    published = fc.forecast_series(air_ref, validation, fit, 12, 0.8)
+    published = fc.forecast_series(air_ref, validation, fit, 12, fc.calibrate([validation], (0.8, 0.95)))
     scores = {k: c.scores.mase for k, c in validation.candidates.items()}
     assert published.champion == min(scores, key=lambda k: scores[k]) != "seasonal_naive"
     champion_rows = [r for r in published.rows if r.is_champion]
@@ -77,8 +77,9 @@ def test_when_seasonal_naive_wins_seasonal_naive_is_published(tmp_path: Path) ->
     configs = [model_config_for("rnn", epochs=5)]
     (validation,) = fc.validate_many([ref], configs, 12, tmp_path / "models")
     assert validation.candidates["seasonal_naive"].scores.mae == 0 < validation.candidates["rnn"].scores.mae
+    assert validation.candidates["naive"].scores.mae > 0
     (fit,) = fc.train_many([ref], configs, tmp_path / "models", 12)
-    published = fc.forecast_series(ref, validation, fit, 12, 0.8)
+    published = fc.forecast_series(ref, validation, fit, 12, fc.calibrate([validation], (0.8, 0.95)))
     assert published.champion == "seasonal_naive"
     champion = [r for r in published.rows if r.is_champion]
     np.testing.assert_array_equal([r.yhat for r in champion], seasonal_naive(values, 12))
@@ -107,3 +108,73 @@ def test_an_altered_model_file_is_retrained_never_published(air_ref: SeriesRef, 
     assert again.models["fake"].trained  # not reused
     assert again.forecasts == first.forecasts  # what was published before, from a model trained anew
     assert again.models["fake"].artifact_sha256 == first.models["fake"].artifact_sha256
+
+
+def _ref(tmp_path: Path, n: int, name: str = "short") -> SeriesRef:
+    periods = pd.date_range("2010-01-01", periods=n, freq="MS").astype("datetime64[us]")
+    values = 100 + 10 * np.sin(np.arange(n) / 12 * 2 * np.pi) + np.arange(n)
+    frame = pd.DataFrame({"series_id": name, "period": periods, "value": values, "is_filled": False})
+    (ref,) = lake.snapshot(frame, tmp_path / "lake")
+    return ref
+
+
+@pytest.mark.parametrize(
+    ("n", "champion", "validated"),
+    [
+        (1, "naive", False),  # a single observation still gets a naive forecast
+        (10, "combination", False),  # too short to hold 12 months out: the first its history allows
+        (13, "naive", True),  # one month to train on: only naive can be validated
+        (30, None, True),  # ets and ces validated on 18 months: their combination competes
+    ],
+)
+def test_every_series_gets_the_model_its_length_allows(
+    tmp_path: Path, n: int, champion: str | None, validated: bool
+) -> None:
+    ref = _ref(tmp_path, n)
+    configs = [model_config_for("ets"), model_config_for("ces")]
+    validations = fc.validate_many([ref], configs, 12, tmp_path / "models")
+    fits = fc.train_many([ref], configs, tmp_path / "models", 12)
+    validations, fits = fc.add_combination(validations, fits, ["ets", "ces"])
+    published = fc.forecast_series(ref, validations[0], fits[0], 12, fc.calibrate(validations, (0.8, 0.95)))
+    assert bool(validations[0].candidates) is validated
+    if champion is None:
+        candidates = validations[0].candidates
+        assert {"ets", "ces", "combination", "naive", "seasonal_naive"} <= set(candidates)
+        assert published.champion in candidates
+    else:
+        assert published.champion == champion
+    rows = [r for r in published.rows if r.is_champion]
+    assert len(rows) == 12 and all(np.isfinite(r.yhat) for r in rows)
+    assert all(r.yhat_lower_outer <= r.yhat_lower <= r.yhat <= r.yhat_upper <= r.yhat_upper_outer for r in rows)
+    assert published.reason.startswith(published.champion)
+
+
+def test_the_combination_wins_unless_a_candidate_is_clearly_better() -> None:
+    from seqcast.records import Candidate, Scores
+
+    def candidate(kind: str, mase: float) -> Candidate:
+        return Candidate(kind, Scores(mase, mase, 1.0, 1.0, mase), (1.0,), None)
+
+    close = {"combination": candidate("combination", 1.0), "ets": candidate("ets", 0.6)}
+    assert fc.champion_of(close, 0.5)[0] == "combination"  # 40% better is not clearly better
+    clear = {"combination": candidate("combination", 1.0), "ets": candidate("ets", 0.4)}
+    assert fc.champion_of(clear, 0.5)[0] == "ets"
+    assert fc.champion_of({"ets": candidate("ets", 0.9), "ces": candidate("ces", 0.8)}, 0.5)[0] == "ces"
+
+
+def test_intervals_are_calibrated_across_series_per_step() -> None:
+    from seqcast.records import Candidate, Scores, Validation
+
+    rng = np.random.default_rng(0)
+    validations = []
+    for i in range(200):
+        actual = np.full(12, 100.0)
+        prediction = actual * np.exp(rng.normal(0, 0.02, 12) * np.sqrt(np.arange(1, 13)))
+        candidates = {"ets": Candidate("ets", Scores(1, 1, 1, 1, 1), tuple(prediction), None)}
+        validations.append(Validation(f"s{i}", "2020-01-01", "2020-12-01", tuple(actual), candidates, 0.02, 1.0))
+    calibration = fc.calibrate(validations, (0.8, 0.95))
+    inner, outer = np.array(calibration.inner["ets"]), np.array(calibration.outer["ets"])
+    assert calibration.series["ets"] == 200 and np.all(outer > inner)
+    # Errors grow with the square root of the step (in spreads): so do the calibrated half-widths.
+    ratio = inner / np.sqrt(np.arange(1, 13))
+    assert 0.8 < ratio.min() / ratio.max() <= 1 and 1.15 < ratio.mean() < 1.4  # about 1.28, a normal 80%

@@ -31,7 +31,7 @@ def test_global_model_fits_many_series_and_forecasts_each_deterministically(
     assert model.n_series_ == 5 and model.n_windows_ > 5 * 20
     assert len(model.history_) == 50  # the loss curve: mean loss per stretch of 3 steps
     assert model.history_[-1][1] < model.history_[0][1]  # it learned
-    forecasts = [model.predict(y[:-12], 12) for y in panel]
+    forecasts = model.predict_many([y[:-12] for y in panel], 12)
     errors = [np.mean(np.abs(f / y[-12:] - 1)) for f, y in zip(forecasts, panel, strict=True)]
     assert max(errors) < 0.15  # seasonal synthetic series: within 15% on average
 
@@ -47,7 +47,29 @@ def test_global_model_fits_many_series_and_forecasts_each_deterministically(
     with pytest.raises(artifacts.ArtifactError, match="a gru model, not global_gru"):
         artifacts.load_model(tmp_path / "one.pt", "global_gru")
     with pytest.raises(ValueError, match="too short for the global model"):
-        model.predict(panel[0][:20], 12)
+        model.predict(panel[0][:8], 12)
+
+
+def test_members_trained_in_processes_equal_members_trained_here(panel: list[np.ndarray]) -> None:
+    from seqcast import workers
+
+    config = model_config_for("lstm", ensemble=2)
+    here = workers.fit_globals([(config, 60, 256, [y[:-12] for y in panel])])[0]
+    with workers.training_processes(2):
+        there = workers.fit_globals([(config, 60, 256, [y[:-12] for y in panel])])[0]
+    np.testing.assert_array_equal(here.predict(panel[1][:-12], 12), there.predict(panel[1][:-12], 12))
+
+
+def test_seasonality_is_taken_out_only_where_a_test_finds_it() -> None:
+    from seqcast.models.global_network import seasonal_pattern
+
+    t = np.arange(96)
+    seasonal = np.log(100 + 20 * np.sin(2 * np.pi * t / 12))
+    pattern = seasonal_pattern(seasonal)
+    assert pattern.shape == (12,) and abs(pattern.sum()) < 1e-9 and pattern.max() > 0.1
+    noise = np.log(100 + np.random.default_rng(0).normal(0, 1, 96))
+    assert not seasonal_pattern(noise).any()
+    assert not seasonal_pattern(seasonal[:20]).any()  # shorter than two seasons
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
@@ -63,8 +85,7 @@ def _config(tmp_path: Path, **extra: object) -> RunConfig:
         data_dir=str(tmp_path / "data"),
         sources=[str(source)],
         models=["gru"],
-        epochs=20,
-        global_model="gru",
+        statistical=["ces"],
         global_steps=100,
         **extra,  # type: ignore[arg-type]
     )
@@ -75,12 +96,16 @@ def test_the_global_model_competes_for_champion_on_the_same_holdout(tmp_path: Pa
     outcome = pipeline.run_pipeline(config)
     db = tmp_path / "data" / "seqcast.db"
     metrics = metrics_frame(outcome)
-    assert set(metrics["model_kind"]) == {"gru", "global_gru", "seasonal_naive"}
+    kinds = {"global_gru", "ces", "combination", "seasonal_naive", "naive"}
+    assert set(metrics["model_kind"]) == kinds
     assert {m.holdout_start for m in outcome.metrics} == {"2021-01-01"}
     for _, group in metrics.groupby("series_id"):
-        assert len(group) == 3
-        # The champion is the best holdout MASE among all three, global included.
-        assert group.loc[group["is_champion"], "model_kind"].item() == group.sort_values("mase")["model_kind"].iloc[0]
+        assert len(group) == len(kinds)
+        # The champion: the combination, unless one is clearly (by half) better on the holdout.
+        best = group.sort_values("mase").iloc[0]
+        combination = group.set_index("model_kind").loc["combination", "mase"]
+        expected = best["model_kind"] if best["mase"] < 0.5 * combination else "combination"
+        assert group.loc[group["is_champion"], "model_kind"].item() == expected
     assert _query(db, "SELECT series_id, purpose, epochs FROM model_runs WHERE model_kind = 'global_gru'") in (
         [("*", "holdout", 100), ("*", "final", 100)],
         [("*", "final", 100), ("*", "holdout", 100)],
@@ -103,9 +128,16 @@ def test_a_forced_global_champion_is_published(tmp_path: Path, monkeypatch: pyte
 
     def perfect(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         result = original(*args, **kwargs)  # type: ignore[arg-type]
-        best = {sid: Candidate(c.kind, dataclasses.replace(c.scores, mase=-1.0), c.prediction, c.model)
-                for sid, c in result.candidates.items()}  # fmt: skip
-        return dataclasses.replace(result, candidates=best)
+        return [
+            dataclasses.replace(
+                r,
+                candidates={
+                    sid: Candidate(c.kind, dataclasses.replace(c.scores, mase=0.0), c.prediction, c.model)
+                    for sid, c in r.candidates.items()
+                },
+            )
+            for r in result
+        ]
 
     monkeypatch.setattr(fc, "global_candidates", perfect)
     # One worker: the global model is fitted in this process, where the patch is.

@@ -23,7 +23,7 @@ def _fitted_attributes(model: object) -> list[str]:
     return [name for name in vars(model) if name.endswith("_") and not name.startswith("_")]
 
 
-PER_SERIES = [k.name for k in models.REGISTRY.values() if not k.is_global]
+PER_SERIES = [k.name for k in models.REGISTRY.values() if not (k.is_global or k.derived)]
 GLOBAL = [k.name for k in models.REGISTRY.values() if k.is_global]
 
 
@@ -46,6 +46,8 @@ def test_every_per_series_kind_conforms(kind: str, series: np.ndarray, tmp_path:
     assert model.predict(12, history=series).shape == (12,)
     many = spec.forecaster().fit_many(config, [series[:-12], series], False, True)
     np.testing.assert_allclose(many[0].predict(12), forecast, rtol=1e-4)
+    again = spec.forecaster()(config).fit(series[:-12]).predict(12)
+    np.testing.assert_array_equal(again, forecast)  # deterministic
 
     if spec.stored:  # save then load gives identical forecasts
         path = tmp_path / f"{kind}.pt"
@@ -58,11 +60,11 @@ def test_every_per_series_kind_conforms(kind: str, series: np.ndarray, tmp_path:
 @pytest.mark.parametrize("kind", GLOBAL)
 def test_every_global_kind_conforms(kind: str, series: np.ndarray, tmp_path: Path) -> None:
     spec = models.kind(kind)
-    config = model_config_for(kind.removeprefix(models.GLOBAL_PREFIX), "fast")
-    model = spec.forecaster()(config, 30)
+    config = model_config_for(kind.removeprefix(models.GLOBAL_PREFIX), "default", ensemble=2)
+    model = spec.forecaster()(config, 30)  # type: ignore[call-arg]
     assert _fitted_attributes(model) == []
-    model.fit([series, series[:-24] * 2, series[:30]])  # the last is too short for a window: left out
-    assert model.n_series_ == 2
+    model.fit([series, series[:-24] * 2, series[:20]])  # the last is too short for a window: left out
+    assert model.n_series_ == 2 and len(model.nets_) == 2
     forecast = model.predict(series, 12)
     assert forecast.shape == (12,) and np.all(np.isfinite(forecast))
     path = tmp_path / f"{kind}.pt"
@@ -72,15 +74,18 @@ def test_every_global_kind_conforms(kind: str, series: np.ndarray, tmp_path: Pat
 
 def test_the_registry_drives_configuration_and_help() -> None:
     assert models.selectable_kinds() == ["rnn", "lstm", "gru"]
-    assert models.baseline_kinds() == ["seasonal_naive"]
+    assert models.baseline_kinds() == ["seasonal_naive", "naive"]
+    assert models.statistical_kinds() == ["ets", "ces", "theta"]
     assert [models.global_kind(k) for k in models.network_kinds()] == GLOBAL
     for name in models.selectable_kinds():
         assert name in models.help_text()
         assert RunConfig(models=[name]).models == [name]
     with pytest.raises(ValueError, match="unknown model kind 'transformer': use one of rnn, lstm, gru"):
         RunConfig(models=["transformer"])
-    with pytest.raises(ValueError, match="unknown network kind 'seasonal_naive'"):
-        RunConfig(global_model="seasonal_naive")
+    with pytest.raises(ValueError, match="unknown statistical kind 'arima': use one of ets, ces, theta"):
+        RunConfig(statistical=["arima"])
+    assert [c.kind for c in RunConfig(models=["gru"]).global_configs()] == ["gru"]  # the default: one network
+    assert [c.kind for c in RunConfig(models=["gru"], preset="local").model_configs()] == ["gru", "ets", "ces"]
 
 
 def test_recurrent_net_output_shape() -> None:

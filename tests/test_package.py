@@ -32,7 +32,8 @@ for module in pkgutil.walk_packages(seqcast.__path__, "seqcast."):
     importlib.import_module(module.name)
 from seqcast.config import RunConfig
 from seqcast.pipeline import run_pipeline
-outcome = run_pipeline(RunConfig(data_dir={str(tmp_path / "data")!r}, models=["fake"], use_bundled_demo=True))
+config = RunConfig(data_dir={str(tmp_path / "data")!r}, models=["fake"], statistical=["ets", "ces"])
+outcome = run_pipeline(config)
 print(outcome.trained, len(outcome.forecasts), any(m.startswith("prefect") for m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

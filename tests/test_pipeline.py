@@ -14,7 +14,7 @@ from seqcast import pipeline, stages
 from seqcast.config import RunConfig
 from seqcast.lock import RunInProgress, run_lock
 from seqcast.records import Failure, Skip
-from tests.conftest import FAST, synthetic_panel
+from tests.conftest import FAKE, FAST, synthetic_panel
 
 
 def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -30,7 +30,7 @@ def write_panel(path: Path, frame: pd.DataFrame) -> Path:
 @pytest.fixture
 def panel_config(tmp_path: Path) -> RunConfig:
     # Orchestration, not numerics: the deterministic stand-in model.
-    return RunConfig(data_dir=str(tmp_path / "data"), models=["fake"])
+    return RunConfig(data_dir=str(tmp_path / "data"), **FAKE)
 
 
 def test_short_and_gappy_series_are_skipped_with_reasons_and_the_run_completes(

@@ -73,23 +73,39 @@ class Kind:
     baseline: bool = False
     #: A recurrent network kind: `--model` and `--global-model` take it.
     recurrent: bool = False
+    #: A statistical model (statsforecast): a candidate of the default beside the networks.
+    statistical: bool = False
+    #: Made from other candidates' forecasts (the combination), not fitted itself.
+    derived: bool = False
     #: Not listed in help (the deterministic stand-in the orchestration tests use).
     hidden: bool = False
 
     def forecaster(self) -> type[Forecaster]:
-        """The kind's class (imported on first use)."""
+        """The kind's class (imported on first use); a derived kind has none."""
+        if self.derived:
+            raise TypeError(f"{self.name} is made from other candidates' forecasts, not fitted")
         cls: type[Forecaster] = getattr(importlib.import_module(self.module), self.cls)
         return cls
 
 
 GLOBAL_PREFIX = "global_"
+#: The kind of the combined forecast (a candidate made from the others).
+COMBINATION = "combination"
 
 _KINDS = [
     Kind("rnn", "simple recurrent network (nn.RNN)", "seqcast.models.recurrent", "RecurrentForecaster", recurrent=True),
     Kind("lstm", "long short-term memory network", "seqcast.models.recurrent", "RecurrentForecaster", recurrent=True),
     Kind("gru", "gated recurrent unit network", "seqcast.models.recurrent", "RecurrentForecaster", recurrent=True),
+    Kind("ets", "exponential smoothing (statsforecast AutoETS)", "seqcast.models.statistical", "ETS", statistical=True),
+    Kind("ces", "complex exponential smoothing (statsforecast AutoCES)", "seqcast.models.statistical", "CES",
+         statistical=True),
+    Kind("theta", "the Theta method (statsforecast AutoTheta)", "seqcast.models.statistical", "Theta",
+         statistical=True),
     Kind("seasonal_naive", "each month as a year before", "seqcast.models.baselines", "SeasonalNaive", stored=False,
          baseline=True),
+    Kind("naive", "the last value", "seqcast.models.baselines", "Naive", stored=False, baseline=True),
+    Kind(COMBINATION, "the mean of the networks' and statistical models' forecasts", "", "", stored=False,
+         derived=True),
     *(
         Kind(f"{GLOBAL_PREFIX}{k}", f"one {k} network across all series", "seqcast.models.global_network",
              "GlobalForecaster", is_global=True)
@@ -110,8 +126,12 @@ def kind(name: str) -> Kind:
 
 
 def selectable_kinds() -> list[str]:
-    """Kinds a run can be asked to fit per series (`--model`)."""
-    return [k.name for k in _KINDS if not (k.baseline or k.is_global or k.hidden)]
+    """Kinds `--model` takes: the network kinds."""
+    return [k.name for k in _KINDS if k.recurrent]
+
+
+def statistical_kinds() -> list[str]:
+    return [k.name for k in _KINDS if k.statistical]
 
 
 def network_kinds() -> list[str]:
@@ -129,9 +149,10 @@ def global_kind(network: str) -> str:
     return kind(f"{GLOBAL_PREFIX}{network}").name
 
 
-def help_text() -> str:
-    """One line per selectable kind, for the command line."""
-    return "; ".join(f"{k.name}: {k.help}" for k in _KINDS if k.name in selectable_kinds())
+def help_text(names: list[str] | None = None) -> str:
+    """What each kind is (the selectable ones by default), for the command line."""
+    wanted = selectable_kinds() if names is None else names
+    return "; ".join(f"{k.name}: {k.help}" for k in _KINDS if k.name in wanted)
 
 
 def __getattr__(name: str) -> Any:

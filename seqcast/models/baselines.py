@@ -19,7 +19,7 @@ class SeasonalNaive:
         self.config = config
 
     def min_length(self) -> int:
-        return 1
+        return SEASON  # shorter, it would only repeat the last value: that is `naive`
 
     def fit(self, values: np.ndarray, curve: bool = True) -> Self:
         self.y_ = np.array(values, dtype=np.float64)
@@ -41,3 +41,17 @@ class SeasonalNaive:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         return cls(ModelConfig.model_validate_json(state["config"])).fit(np.asarray(state["y"], dtype=np.float64))
+
+
+class Naive(SeasonalNaive):
+    """Every month forecast as the last value: what a series shorter than a season gets."""
+
+    def min_length(self) -> int:
+        return 1
+
+    def predict(self, h: int, history: np.ndarray | None = None) -> np.ndarray:
+        y = self.y_ if history is None else np.asarray(history, dtype=np.float64)
+        return np.full(h, y[-1])
+
+    def to_state(self) -> dict[str, Any]:
+        return {**super().to_state(), "kind": "naive"}

@@ -19,7 +19,7 @@ from seqcast.config import ModelConfig
 from seqcast.train import TrainResult, train_network
 from seqcast.windows import Scaler, fit_scaler, history_needed, last_window, make_windows
 
-_CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RecurrentNet(nn.Module):
@@ -27,7 +27,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, kind: str, hidden: int, layers: int, out: int) -> None:
         super().__init__()
-        self.rnn = _CELLS[kind](input_size=1, hidden_size=hidden, num_layers=layers, batch_first=True)
+        self.rnn = CELLS[kind](input_size=1, hidden_size=hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

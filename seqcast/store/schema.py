@@ -163,6 +163,10 @@ forecasts = sa.Table(
     sa.Column("interval_level", sa.Float),
     sa.Column("is_champion", sa.Boolean, nullable=False),
     sa.Column("model_id", Id),
+    # The second, wider interval (interval_level_outer, 95% by default); yhat_lower/upper keep the first.
+    sa.Column("yhat_lower_outer", sa.Float),
+    sa.Column("yhat_upper_outer", sa.Float),
+    sa.Column("interval_level_outer", sa.Float),
 )
 
 series_status = sa.Table(
@@ -192,13 +196,13 @@ backtest_metrics = sa.Table(
 sa.Index("ix_forecasts_series_run", forecasts.c.series_id, forecasts.c.run_id)
 sa.Index("ix_metrics_series_run", metrics.c.series_id, metrics.c.run_id)
 
-# The latest completed run per series that produced metrics for it: the basis of both views.
+# The latest completed run per series that published for it: the basis of both views.
 _LATEST_RUN_PER_SERIES = """
     SELECT series_id, run_id FROM (
         SELECT m.series_id, m.run_id,
                ROW_NUMBER() OVER (PARTITION BY m.series_id
                                   ORDER BY r.started_at DESC, r.run_id DESC) AS rn
-        FROM (SELECT DISTINCT series_id, run_id FROM metrics) m
+        FROM (SELECT DISTINCT series_id, run_id FROM {table}) m
         JOIN pipeline_runs r ON r.run_id = m.run_id
         WHERE r.status = 'completed'
     ) ranked WHERE rn = 1
@@ -208,15 +212,16 @@ _LATEST_RUN_PER_SERIES = """
 VIEWS = {
     "latest_forecasts": f"""
         SELECT f.run_id, f.series_id, f.model_kind, f.origin, f.period, f.step,
-               f.yhat, f.yhat_lower, f.yhat_upper, f.interval_level, f.model_id
+               f.yhat, f.yhat_lower, f.yhat_upper, f.interval_level,
+               f.yhat_lower_outer, f.yhat_upper_outer, f.interval_level_outer, f.model_id
         FROM forecasts f
-        JOIN ({_LATEST_RUN_PER_SERIES}) l ON l.series_id = f.series_id AND l.run_id = f.run_id
+        JOIN ({_LATEST_RUN_PER_SERIES.format(table="forecasts")}) l ON l.series_id = f.series_id AND l.run_id = f.run_id
         WHERE f.is_champion = TRUE
     """,
     "latest_metrics": f"""
         SELECT m.run_id, m.series_id, m.model_kind, m.holdout_start, m.holdout_end,
                m.mae, m.rmse, m.mape, m.smape, m.mase, m.is_champion, m.model_id
         FROM metrics m
-        JOIN ({_LATEST_RUN_PER_SERIES}) l ON l.series_id = m.series_id AND l.run_id = m.run_id
+        JOIN ({_LATEST_RUN_PER_SERIES.format(table="metrics")}) l ON l.series_id = m.series_id AND l.run_id = m.run_id
     """,
 }
