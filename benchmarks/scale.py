@@ -1,32 +1,20 @@
-"""Thousands of series: the whole monthly flow at 100, 1,000 and 5,000 series, and batched against one-by-one training.
+"""Thousands of series: `seqcast run` with no flags (the product's default) at 100, 1,000 and 5,000 series.
 
-    python benchmarks/scale.py [--sizes 100 1000 5000] [--model lstm] [--preset fast] [--baseline-size 1000]
-    python benchmarks/scale.py --stacks     # only the training comparison, by stack size, for both presets
+    python benchmarks/scale.py [--sizes 100 1000 5000] [--also "--preset local"] [--prefect-server]
+    python benchmarks/scale.py --stacks     # training only: per-series networks by stack size (local presets)
 
 Data: copies of the bundled air-passengers series and the 17 development series (benchmarks/data), each
 shortened by 0-36 months at the start, scaled by 0.2-5x and given 2% multiplicative noise (seeded), all
-ending in the same month. Each size runs `seqcast run` (Prefect flow, temporary server, thread runner with
-2 workers, one model kind) on a fresh data folder in a subprocess. Printed per size:
+ending in the same month. Each size runs `seqcast run --source FILE --data-dir DIR -q` (Prefect flow, a temporary
+server, the default settings) on a fresh data folder in a subprocess. Printed per size: wall time, series per
+second, peak memory (the largest sum of the resident memory of the run's process tree, sampled every 0.2 s,
+shared pages counted in each process: an upper bound), CPU seconds by process, seconds per series and the
+marginal cost of each series between two sizes (linear growth keeps it flat).
 
-- wall time and series per second;
-- peak memory: the largest sum of the resident memory of the run's process tree, sampled every 0.2 s;
-- training share: the seconds spent training networks (model_runs.train_seconds of the run) over the
-  machine's time (wall x workers); the rest, "outside training", is orchestration, the Prefect server,
-  ingest, Parquet and database I/O, forecasting and plots (and any idle worker);
-- CPU outside: the same, over the CPU time the run's processes used (idle cores not counted), and that CPU time
-  by process: the run, its training processes (training and the rest of their jobs), the fork server they
-  are forked from, and its Prefect server;
-- seconds per series, and the marginal cost of each series between two sizes (linear growth keeps it flat).
-
-With --prefect-server, the runs report to one `prefect server` started on loopback, as a deployment's runs
-do, instead of each starting a temporary server (about 8 s); the server's CPU time during each run is counted.
-
-With --baseline-size, that size is also run with --one-by-one (the reference training path) side by side.
-Then the targets are checked, and finally the training of the same sample of series is timed in this process
-both ways, for every model kind: the batched-vs-one-by-one speedup of the training itself.
-
-The default kind is the project's default, lstm. The share outside training is relative: the cheaper the
-networks, the larger it is for the same orchestration and I/O (run it with --model rnn to see).
+Beside it, in the same run: statsforecast's AutoETS alone on the same series (fit and forecast, no validation,
+no database, two processes): what "one line of statsforecast" costs. `--also ARGS` runs the sizes again with
+extra `seqcast run` options (a lighter setting is reported beside the default, never instead of it). With
+--prefect-server, the runs report to one `prefect server` on loopback, as a deployment's runs do.
 """
 
 from __future__ import annotations
@@ -197,13 +185,7 @@ def prefect_server(folder: Path) -> Iterator[tuple[str, psutil.Process]]:
 
 
 def run_flow(
-    source: Path,
-    folder: Path,
-    model: str,
-    preset: str,
-    chunk: int,
-    batched: bool,
-    server: tuple[str, psutil.Process] | None = None,
+    source: Path, folder: Path, extra: list[str], server: tuple[str, psutil.Process] | None = None
 ) -> dict[str, Any]:
     """One `seqcast run` in a subprocess (reporting to `server`, else to its own temporary server); wall time,
     peak memory, CPU time and the run's training seconds."""
@@ -214,16 +196,8 @@ def run_flow(
         str(source),
         "--data-dir",
         str(folder),
-        "--model",
-        model,
-        "--preset",
-        preset,
-        "--workers",
-        str(WORKERS),
-        "--chunk-size",
-        str(chunk),
-        "--batched" if batched else "--one-by-one",
         "-q",
+        *extra,
     ]
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
@@ -243,7 +217,7 @@ def run_flow(
     if proc.returncode != 0:
         raise SystemExit(f"seqcast run failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
     with sqlite3.connect(folder / "seqcast.db") as conn:
-        (train_seconds,) = conn.execute("SELECT SUM(train_seconds) FROM model_runs").fetchone()
+        (train_seconds,) = conn.execute("SELECT COALESCE(SUM(train_seconds), 0) FROM model_runs").fetchone()
         (published,) = conn.execute("SELECT COUNT(DISTINCT series_id) FROM latest_forecasts").fetchone()
         (status,) = conn.execute("SELECT status FROM pipeline_runs").fetchone()
     assert status == "completed", status
@@ -255,27 +229,6 @@ def run_flow(
         "train": float(train_seconds),
         "published": published,
     }
-
-
-def training_speedup(panel: pd.DataFrame, kind: str, preset: str, n_series: int) -> tuple[float, float]:
-    """Seconds to fit the holdout models of `n_series` series one by one, then batched (this process, one thread)."""
-    from seqcast.config import model_config_for
-    from seqcast.models import RecurrentForecaster
-
-    config = model_config_for(kind, preset)
-    ids = panel["series_id"].unique()[:n_series]
-    ys = [
-        g["value"].to_numpy(dtype=np.float64)[:-12] for _, g in panel[panel["series_id"].isin(ids)].groupby("series_id")
-    ]
-    start = time.perf_counter()
-    one = [RecurrentForecaster(config).fit(y, curve=False) for y in ys]
-    one_by_one = time.perf_counter() - start
-    start = time.perf_counter()
-    many = RecurrentForecaster.fit_stacked(config, ys, curve=False)
-    batched = time.perf_counter() - start
-    worst = max(float(np.max(np.abs(a.predict(12) / b.predict(12) - 1))) for a, b in zip(one, many, strict=True))
-    assert worst < 1e-3, f"batched and one-by-one forecasts differ by {worst:.2e}"
-    return one_by_one, batched
 
 
 def stack_sizes(panel: pd.DataFrame, n_series: int) -> None:
@@ -316,41 +269,55 @@ def stack_sizes(panel: pd.DataFrame, n_series: int) -> None:
         batched.STACK_ELEMENTS = default
 
 
-def check_targets(runs: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """The issue's targets on this machine, against the batched runs."""
-    by_size = {n: r for n, label, r in runs if label == "batched"}
+def statsforecast_baseline(source: Path) -> dict[str, float]:
+    """AutoETS alone on every series of `source` (fit and forecast 12 months), in WORKERS processes: wall time."""
+    code = f"""
+import sys, time, warnings
+import pandas as pd
+from concurrent.futures import ProcessPoolExecutor
+from statsforecast.models import AutoETS
+def one(y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoETS(season_length=12).forecast(y=y, h=12)["mean"]
+if __name__ == "__main__":
+    start = time.perf_counter()
+    frame = pd.read_csv({str(source)!r})
+    series = [g["value"].to_numpy(dtype=float) for _, g in frame.groupby("series_id")]
+    with ProcessPoolExecutor({WORKERS}) as pool:
+        list(pool.map(one, series, chunksize=16))
+    print(time.perf_counter() - start)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {"wall": float(out.stdout.strip().splitlines()[-1])}
+
+
+def check_targets(runs: dict[int, dict[str, Any]]) -> None:
+    """The targets on this machine, for the default settings."""
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
-    print("\ntargets")
+    print("\ntargets (default settings)")
     for n, limit in ((1000, 180), (5000, 720)):
-        if n in by_size:
-            wall = by_size[n]["wall"]
-            print(f"  {n:,} series under {limit // 60} minutes: {wall:.1f} s, {verdict(wall < limit)}")
-    peak = max(r["peak_mib"] for _, _, r in runs)
+        if n in runs:
+            wall = runs[n]["wall"]
+            print(f"  {n:,} series in at most {limit // 60} minutes: {wall:.1f} s, {verdict(wall <= limit)}")
+    peak = max(r["peak_mib"] for r in runs.values())
     print(f"  peak memory under 4 GiB: {peak:,.0f} MiB, {verdict(peak < 4096)}")
-    sizes = sorted(by_size)
-    marginal = [(by_size[b]["wall"] - by_size[a]["wall"]) / (b - a) for a, b in itertools.pairwise(sizes)]
+    sizes = sorted(runs)
+    marginal = [(runs[b]["wall"] - runs[a]["wall"]) / (b - a) for a, b in itertools.pairwise(sizes)]
     if len(marginal) >= 2:
-        ratio = max(marginal[1:]) / marginal[0]
         growth = ", then ".join(f"{m:.3f}" for m in marginal)
-        print(f"  linear growth: marginal {growth} s per series (ratio {ratio:.2f}), {verdict(0.75 < ratio < 1.33)}")
-    for n in sizes:
-        if n >= 1000:
-            outside = 1 - by_size[n]["train"] / (by_size[n]["wall"] * WORKERS)
-            print(f"  share outside training under 20% at {n:,} series: {outside:.0%}, {verdict(outside < 0.2)}")
+        print(f"  marginal seconds per series: {growth}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
-    parser.add_argument("--model", default="lstm", choices=["rnn", "lstm", "gru"])
-    parser.add_argument("--preset", default="fast", choices=["default", "fast", "tutorial"])
-    parser.add_argument("--chunk-size", type=int, default=50)
-    parser.add_argument("--baseline-size", type=int, default=1000, help="Also run this size one by one (0: skip).")
+    parser.add_argument("--also", default="", help="Also run every size with these `seqcast run` options.")
     parser.add_argument("--speedup-series", type=int, default=100)
-    parser.add_argument("--stacks", action="store_true", help="Only compare training by stack size, both presets.")
+    parser.add_argument("--stacks", action="store_true", help="Only compare per-series training by stack size.")
     parser.add_argument(
         "--prefect-server",
         action="store_true",
@@ -363,77 +330,54 @@ def main() -> None:
     if args.stacks:
         stack_sizes(panel, args.speedup_series)
         return
+    settings = [("default", [])] + ([(args.also, args.also.split())] if args.also else [])
     print(
-        f"seqcast run --model {args.model} --preset {args.preset} --chunk-size {args.chunk_size} "
-        f"--workers {WORKERS}; {os.cpu_count()} cores; "
+        f"seqcast run (no flags: the default settings); {os.cpu_count()} cores; "
         + ("a running Prefect server" if args.prefect_server else "a temporary Prefect server per run")
     )
     print(
-        f"{'series':>7} {'training':>11} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} "
-        f"{'train share':>12} {'outside':>8} {'CPU outside':>12} {'s/series':>9} {'marginal s/series':>18}"
+        f"{'series':>7} {'settings':>16} {'wall s':>8} {'series/s':>9} {'peak MiB':>9} {'CPU s':>7} "
+        f"{'s/series':>9} {'marginal':>9} {'AutoETS alone s':>16} {'ratio':>6}"
     )
-    runs: list[tuple[int, str, dict[str, Any]]] = []
-    plan = [(n, True) for n in sorted(args.sizes)]
-    if args.baseline_size:
-        plan.append((args.baseline_size, False))
+    runs: dict[str, dict[int, dict[str, Any]]] = {label: {} for label, _ in settings}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seqcast-scale-")))
         server = None
         if args.prefect_server:
             (tmp / "prefect-home").mkdir()
             server = stack.enter_context(prefect_server(tmp / "prefect-home"))
-        for n, batched in plan:
+        for n in sorted(args.sizes):
             ids = panel["series_id"].unique()[:n]
             source = tmp / f"panel-{n}.csv"
             panel[panel["series_id"].isin(ids)].to_csv(source, index=False)
-            folder = tmp / f"data-{n}-{batched}"
-            r = run_flow(source, folder, args.model, args.preset, args.chunk_size, batched, server)
-            assert r["published"] == n, f"{r['published']} of {n} series published"
-            label = "batched" if batched else "one-by-one"
-            previous = [(m, s) for m, lab, s in runs if lab == label and m < n]
-            marginal = ""
-            if previous:
-                m, s = previous[-1]
-                marginal = f"{(r['wall'] - s['wall']) / (n - m):.3f}"
-            share = r["train"] / (r["wall"] * WORKERS)
-            cpu_outside = 1 - r["train"] / r["cpu"]
+            baseline = statsforecast_baseline(source)
+            for label, extra in settings:
+                folder = tmp / f"data-{n}-{len(runs[label])}-{label.replace(' ', '_')}"
+                r = run_flow(source, folder, extra, server)
+                assert r["published"] == n, f"{r['published']} of {n} series published"
+                previous = [m for m in runs[label] if m < n]
+                marginal = (
+                    f"{(r['wall'] - runs[label][previous[-1]]['wall']) / (n - previous[-1]):.3f}" if previous else ""
+                )
+                print(
+                    f"{n:>7} {label:>16} {r['wall']:>8.1f} {n / r['wall']:>9.1f} {r['peak_mib']:>9.0f} "
+                    f"{r['cpu']:>7.1f} {r['wall'] / n:>9.3f} {marginal:>9} {baseline['wall']:>16.1f} "
+                    f"{r['wall'] / baseline['wall']:>5.1f}x",
+                    flush=True,
+                )
+                runs[label][n] = r
+    print("\nCPU seconds by process (sampled every 0.2 s)")
+    print(
+        f"{'series':>7} {'settings':>16} {'CPU s':>7} {'training processes':>19} {'fork server':>12} {'run':>7} {'Prefect server':>15}"
+    )
+    for label, by_size in runs.items():
+        for n, r in by_size.items():
+            kinds = r["cpu_by_kind"]
             print(
-                f"{n:>7} {label:>11} {r['wall']:>8.1f} {n / r['wall']:>9.1f} {r['peak_mib']:>9.0f} "
-                f"{share:>11.0%} {1 - share:>8.0%} {cpu_outside:>12.0%} {r['wall'] / n:>9.3f} {marginal:>18}",
-                flush=True,
+                f"{n:>7} {label:>16} {r['cpu']:>7.1f} {kinds.get('training', 0.0):>19.1f} "
+                f"{kinds.get('fork server', 0.0):>12.1f} {kinds.get('run', 0.0):>7.1f} {kinds.get('server', 0.0):>15.1f}"
             )
-            runs.append((n, label, r))
-    print(
-        "\nCPU seconds by process (sampled every 0.2 s): the training processes' jobs split into the networks' "
-        "training and the rest (reading series, writing models, predicting, forecasting, charts); the fork "
-        "server loads torch and the pipeline once for them"
-    )
-    print(
-        f"{'series':>7} {'training':>11} {'CPU s':>7} {'training':>9} {'rest of jobs':>13} "
-        f"{'fork server':>12} {'run process':>12} {'Prefect server':>15}"
-    )
-    for n, label, r in runs:
-        kinds = r["cpu_by_kind"]
-        workers = kinds.get("training", 0.0)
-        print(
-            f"{n:>7} {label:>11} {r['cpu']:>7.1f} {r['train']:>9.1f} {workers - r['train']:>13.1f} "
-            f"{kinds.get('fork server', 0.0):>12.1f} {kinds.get('run', 0.0):>12.1f} {kinds.get('server', 0.0):>15.1f}"
-        )
-    baseline = [r for n, lab, r in runs if lab == "one-by-one"]
-    same = [r for n, lab, r in runs if lab == "batched" and n == args.baseline_size]
-    if baseline and same:
-        print(
-            f"whole flow at {args.baseline_size} series: batched {same[0]['wall']:.1f} s vs one-by-one "
-            f"{baseline[0]['wall']:.1f} s ({baseline[0]['wall'] / same[0]['wall']:.2f}x)"
-        )
-
-    check_targets(runs)
-
-    print(f"\ntraining only, holdout fits of {args.speedup_series} series, preset {args.preset}, one thread")
-    print(f"{'kind':>5} {'one-by-one s':>13} {'batched s':>10} {'speedup':>8}")
-    for kind in ("rnn", "gru", "lstm"):
-        one, many = training_speedup(panel, kind, args.preset, args.speedup_series)
-        print(f"{kind:>5} {one:>13.2f} {many:>10.2f} {one / many:>7.1f}x", flush=True)
+    check_targets(runs["default"])
 
 
 if __name__ == "__main__":

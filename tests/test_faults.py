@@ -40,7 +40,8 @@ def cli_env() -> dict[str, str]:
 
 
 def start_run(data_dir: Path, *extra: str) -> subprocess.Popen:
-    args = [*CLI, "run", "--data-dir", str(data_dir), "--model", "lstm", "--model", "gru", "-q", *extra]
+    args = [*CLI, "run", "--data-dir", str(data_dir), "--model", "lstm", "--model", "gru", "--preset", "local", "-q",
+            *extra]  # fmt: skip
     return subprocess.Popen(args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -80,7 +81,7 @@ def test_kill_9_mid_run_then_rerun_completes_and_reuses_finished_work(tmp_path: 
     saved = {p.name: p.stat().st_mtime_ns for p in (data_dir / "models").glob("*.pt")}
     assert query(db, "SELECT COUNT(*) FROM latest_forecasts") == [(0,)]  # nothing half-published
 
-    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), models=["lstm", "gru"]))
+    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), models=["lstm", "gru"], preset="local"))
 
     assert query(db, "SELECT status FROM pipeline_runs ORDER BY started_at") == [("interrupted",), ("completed",)]
     assert len(query(db, "SELECT * FROM latest_forecasts")) == 12
@@ -128,7 +129,7 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
 
     monkeypatch.setattr(stages, "PUBLISH", dataclasses.replace(stages.PUBLISH, fn=flaky_publish))
     monkeypatch.setattr(stages, "SNAPSHOT", dataclasses.replace(stages.SNAPSHOT, fn=flaky_snapshot))
-    outcome = monthly_forecast(RunConfig(data_dir=str(tmp_path / "data"), epochs=20))
+    outcome = monthly_forecast(RunConfig(data_dir=str(tmp_path / "data"), global_steps=100))
     assert calls == {"publish": 2, "snapshot": 2}
     assert outcome["task_states"]["publish"] == "Completed"
     assert outcome["task_states"]["snapshot"] == "Completed"

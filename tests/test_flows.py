@@ -70,7 +70,7 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
 def test_same_data_and_config_in_two_folders_give_identical_forecasts(tmp_path: Path) -> None:
     results = []
     for name in ("a", "b"):
-        config = RunConfig(data_dir=str(tmp_path / name), models=["gru"], **FAST)
+        config = RunConfig(data_dir=str(tmp_path / name), models=["gru"], preset="local", statistical=[], **FAST)
         monthly_forecast(config)
         results.append(
             query(
@@ -82,7 +82,7 @@ def test_same_data_and_config_in_two_folders_give_identical_forecasts(tmp_path: 
 
 
 def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None:
-    monthly_forecast(RunConfig(data_dir=str(data_dir), models=["rnn", "gru"], **FAST))
+    monthly_forecast(RunConfig(data_dir=str(data_dir), models=["rnn", "gru"], preset="local", statistical=[], **FAST))
     with sqlite3.connect(data_dir / "seqcast.db") as conn:
         conn.row_factory = sqlite3.Row
         forecasts = conn.execute("SELECT * FROM latest_forecasts WHERE series_id = ?", ("air_passengers",)).fetchall()
@@ -100,35 +100,44 @@ def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None
         "yhat_upper",
     } <= set(forecasts[0].keys())
     assert forecasts[0]["origin"] == "1960-12-01" and forecasts[0]["step"] == 1
-    assert [m["model_kind"] for m in metrics] == ["gru", "rnn", "seasonal_naive"]
+    assert [m["model_kind"] for m in metrics] == ["combination", "gru", "naive", "rnn", "seasonal_naive"]
     champions = [m for m in metrics if m["is_champion"]]
     assert len(champions) == 1 and champions[0]["model_kind"] == forecasts[0]["model_kind"]
     best = min(metrics, key=lambda m: m["mase"])
-    assert champions[0]["model_kind"] == best["model_kind"]
+    combination = next(m for m in metrics if m["model_kind"] == "combination")
+    clearly = best["mase"] < 0.5 * combination["mase"]
+    assert champions[0]["model_kind"] == (best["model_kind"] if clearly else "combination")
     assert all(m["holdout_start"] == "1960-01-01" and m["holdout_end"] == "1960-12-01" for m in metrics)
 
 
-def test_a_series_that_cannot_be_trained_shows_failed_while_the_run_completes(data_dir: Path, tmp_path: Path) -> None:
+def test_a_series_that_cannot_be_modelled_shows_failed_while_the_run_completes(
+    data_dir: Path, tmp_path: Path
+) -> None:
     from tests.conftest import synthetic_panel
 
-    panel = synthetic_panel(2)
-    panel = panel[(panel["series_id"] == "s000") | (panel.index % 60 < 20)]  # s001 keeps only 20 months
+    panel = synthetic_panel(3)
+    short = (panel["series_id"] == "s001") & (panel.index % 60 >= 20)  # s001 keeps only 20 months
+    gap = (panel["series_id"] == "s002") & (panel.index % 60 == 30)  # s002 misses a month
+    panel = panel[~short & ~gap]
     source = tmp_path / "panel.csv"
     panel.assign(period=panel["period"].dt.strftime("%Y-%m")).to_csv(source, index=False)
 
-    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], **FAKE))
+    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), sources=[str(source)], **FAKE))["outcome"]
 
-    assert list(outcome["outcome"].trained) == ["s000"]
-    assert outcome["task_states"]["not-trained-s001"] == "Failed"
-    assert outcome["outcome"].skipped[0].reason.startswith("too short: 20 months")
+    # A short series is still forecast, by what its length allows; a gappy one cannot be, and shows Failed.
+    assert list(outcome.trained) == ["s000", "s001"]
+    assert outcome.champions["s001"] == "naive"  # 8 months left after the 12-month holdout: too short for fake
+    assert outcome.skipped[0].series_id == "s002" and "1 missing month(s)" in outcome.skipped[0].reason
     db = data_dir / "seqcast.db"
     assert query(db, "SELECT status FROM pipeline_runs") == [("completed",)]
     assert query(db, "SELECT series_id, status FROM series_status ORDER BY series_id") == [
         ("s000", "trained"),
-        ("s001", "skipped"),
+        ("s001", "trained"),
+        ("s002", "skipped"),
     ]
-    summary = (Path(outcome["outcome"].report)).read_text()
-    assert "s001" in summary and "too short" in summary
+    assert query(db, "SELECT COUNT(DISTINCT series_id) FROM latest_forecasts") == [(2,)]
+    summary = (Path(outcome.report)).read_text()
+    assert "s002" in summary and "missing month" in summary
 
 
 class _Payload:

@@ -110,7 +110,7 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
     data = str(tmp_path / "data")
     for _ in range(2):  # fresh, then unchanged data
         done = command(
-            server, "seqcast", "run", "--data-dir", data, "--epochs", "30", "--model", "lstm", "--model", "gru", "-q"
+            server, "seqcast", "run", "--data-dir", data, "--global-steps", "100", "--model", "lstm", "--model", "gru", "-q"
         )
         assert done.returncode == 0, done.stderr[-3000:]
 
@@ -160,7 +160,7 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
 def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "served"
     proc = subprocess.Popen(
-        [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "gru"],
+        [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "fake"],
         env=server,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -206,7 +206,7 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[st
             return (await client.read_flow_run(flow_run.id)).tags
 
         # The deployment's runs are tagged (for filtering in the UI), as the deployment is.
-        assert {"seqcast", "gru"} <= set(api(server, tags))
+        assert {"seqcast", "fake"} <= set(api(server, tags))
     finally:
         stop(proc)
 
@@ -231,7 +231,7 @@ def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]
 def test_dask_task_runner_gives_the_same_tables_as_threads(server: dict[str, str], tmp_path: Path) -> None:
     import sqlite3
 
-    common = ["--epochs", "20", "--model", "gru", "-q"]
+    common = ["--model", "fake", "--statistical", "none", "-q"]
     dask = command(
         server,
         "seqcast",
@@ -287,7 +287,7 @@ def test_a_run_without_a_server_starts_one_temporary_server_and_stops_it(tmp_pat
         "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-home" / "storage"),
     }
     done = subprocess.run(
-        [str(BIN / "seqcast"), "run", "--data-dir", str(tmp_path / "data"), "--model", "rnn", "--epochs", "10"],
+        [str(BIN / "seqcast"), "run", "--data-dir", str(tmp_path / "data"), "--model", "fake", "--statistical", "none"],
         env=env,
         capture_output=True,
         text=True,

