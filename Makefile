@@ -23,7 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check seqcast flows tests benchmarks deployments
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  # long: accuracy (M1, development, bundled series), scale (100 to 5,000 series), ingest
+	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/ingest.py
 
 clean:

@@ -22,6 +22,7 @@ import argparse
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ def load(name: str) -> tuple[pd.DataFrame, int, int]:
 def statsforecast_rows(frame: pd.DataFrame, horizon: int, windows: int) -> tuple[pd.DataFrame, dict[str, float]]:
     from statsforecast.models import AutoETS, AutoTheta, SeasonalNaive
 
-    models = {
+    models: dict[str, Any] = {
         "statsforecast SeasonalNaive": lambda: SeasonalNaive(season_length=12),
         "statsforecast AutoETS": lambda: AutoETS(season_length=12),
         "statsforecast AutoTheta": lambda: AutoTheta(season_length=12),

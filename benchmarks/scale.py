@@ -368,14 +368,16 @@ def main() -> None:
                 runs[label][n] = r
     print("\nCPU seconds by process (sampled every 0.2 s)")
     print(
-        f"{'series':>7} {'settings':>16} {'CPU s':>7} {'training processes':>19} {'fork server':>12} {'run':>7} {'Prefect server':>15}"
+        f"{'series':>7} {'settings':>16} {'CPU s':>7} {'training processes':>19} {'fork server':>12} {'run':>7} "
+        f"{'Prefect server':>15}"
     )
     for label, by_size in runs.items():
         for n, r in by_size.items():
             kinds = r["cpu_by_kind"]
             print(
                 f"{n:>7} {label:>16} {r['cpu']:>7.1f} {kinds.get('training', 0.0):>19.1f} "
-                f"{kinds.get('fork server', 0.0):>12.1f} {kinds.get('run', 0.0):>7.1f} {kinds.get('server', 0.0):>15.1f}"
+                f"{kinds.get('fork server', 0.0):>12.1f} {kinds.get('run', 0.0):>7.1f} "
+                f"{kinds.get('server', 0.0):>15.1f}"
             )
     check_targets(runs["default"])
 

@@ -135,7 +135,7 @@ class RunConfig(BaseModel):
     )
     combine: bool = Field(True, description="Add the combination (mean) of the networks and statistical models.")
     champion_margin: float = Field(
-        0.5,
+        0.7,
         ge=0,
         le=1,
         description="A single model replaces the combination as champion only when its holdout MASE is below "

@@ -18,6 +18,7 @@ def seasonal_naive(train: np.ndarray, h: int, season: int = SEASON) -> np.ndarra
     return np.array([last[i % season] for i in range(h)])
 
 
+@np.errstate(all="ignore")  # values at the edge of floating point give inf or NaN scores, not warnings
 def mase_scale(train: np.ndarray, season: int = SEASON) -> float:
     """In-sample mean absolute seasonal-naive (lag-`season`) error; lag 1 for shorter series."""
     y = np.asarray(train, dtype=np.float64)
@@ -28,6 +29,7 @@ def mase_scale(train: np.ndarray, season: int = SEASON) -> float:
     return scale if scale > 0 else float("nan")
 
 
+@np.errstate(all="ignore")
 def score(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray) -> Scores:
     """MAE, RMSE, MAPE (%), sMAPE (%) and MASE of one forecast against the actuals.
 

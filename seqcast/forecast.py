@@ -82,8 +82,11 @@ def spread(y: np.ndarray) -> tuple[float, bool]:
     positive = bool(np.all(y > 0))
     if len(y) < 2:
         return float("nan"), positive
-    z = np.log(y) if positive else y
-    value = float(np.mean(np.abs(np.diff(z))))
+    with np.errstate(all="ignore"):  # values at the edge of floating point: an infinite spread, caught below
+        z = np.log(y) if positive else y
+        value = float(np.mean(np.abs(np.diff(z))))
+    if not np.isfinite(value):
+        return float("nan"), positive
     return (value if value > 0 else float("nan")), positive
 
 
@@ -468,6 +471,7 @@ def fallback_of(fit: Fit) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------ intervals
 
 
+@np.errstate(all="ignore")
 def normalised_errors(actual: Sequence[float], predicted: Sequence[float], spread_value: float) -> np.ndarray:
     """Holdout errors as multiples of the training part's spread: log ratios where both are positive, else
     differences (`spread` is measured the same way)."""
@@ -514,6 +518,7 @@ def _per_step(quantiles: Sequence[float], horizon: int) -> np.ndarray:
     return grown
 
 
+@np.errstate(all="ignore")  # series at the edge of floating point get infinite bounds, not warnings
 def interval(
     yhat: np.ndarray,
     kind: str,
@@ -545,6 +550,7 @@ def interval(
     return yhat - half, yhat + half
 
 
+@np.errstate(all="ignore")
 def conformal_interval(yhat: Any, actual: Any, predicted: Any, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Interval around `yhat` from one series' holdout errors, widening with the square root of the step.
 

@@ -13,6 +13,8 @@ from multiprocessing.context import BaseContext
 
 #: The module of the jobs sent to the workers (loaded by the fork server, or by each spawned worker).
 JOBS_MODULE = "seqcast.pipeline"
+#: Loaded once by the fork server too: what the jobs import on first use (statsforecast takes seconds).
+PRELOAD = [JOBS_MODULE, "seqcast.models.global_network", "seqcast.models.statistical", "statsforecast.models"]
 
 
 def context() -> BaseContext:
@@ -20,7 +22,7 @@ def context() -> BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     forkserver = multiprocessing.get_context("forkserver")
-    forkserver.set_forkserver_preload([JOBS_MODULE])
+    forkserver.set_forkserver_preload(PRELOAD)
     return forkserver
 
 

@@ -79,7 +79,8 @@ def run_rows(
     """The rows a run writes, and its outcome.
 
     A series is `trained` when any of its models was not yet published (a fit left by a killed run counts
-    here), `reused` otherwise; a series that failed in a stage is `failed`; one the snapshot left out, `skipped`.
+    here) or it has no stored model, `reused` otherwise; a series that failed in a stage is `failed`; one the
+    snapshot left out, `skipped`.
     """
     by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
@@ -103,7 +104,8 @@ def run_rows(
             continue
         validation, fit, forecast = by_val[sid], by_fit[sid], by_fc[sid]
         records = [c.model for c in validation.candidates.values() if c.model is not None] + list(fit.models.values())
-        is_new = any(r.model_id not in known_models for r in records)
+        # (A series with no stored model, forecast by a baseline alone, is computed afresh: "trained".)
+        is_new = not records or any(r.model_id not in known_models for r in records)
         (trained if is_new else reused).append(sid)
         filled = snap.filled.get(sid)
         status_rows.append(

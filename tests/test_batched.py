@@ -166,5 +166,5 @@ def test_a_failing_batch_falls_back_to_one_series_at_a_time(
     monkeypatch.setattr(workers, "fit_many", batch_explodes)
     # One worker: the chunk jobs run in this process, where the patch is.
     metrics = _run(tmp_path, "fallback", True, workers=1)
-    assert set(metrics["model_kind"]) == {"rnn", "gru", "seasonal_naive"}
+    assert set(metrics["model_kind"]) == {"rnn", "gru", "combination", "seasonal_naive", "naive"}
     assert "training them one by one" in caplog.text and "stack exploded" in caplog.text

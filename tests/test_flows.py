@@ -34,7 +34,7 @@ def test_monthly_flow_first_run_rerun_and_new_month(data_dir: Path) -> None:
     assert [r[0] for r in rows] == [f"1961-{m:02d}-01" for m in range(1, 13)]
     assert all(lo <= y <= hi for _, y, lo, hi in rows)
     kinds = {r[0] for r in query(db, "SELECT model_kind FROM metrics")}
-    assert kinds == {"fake", "seasonal_naive"}
+    assert kinds == {"fake", "seasonal_naive", "naive"}
     assert query(db, "SELECT COUNT(*) FROM metrics WHERE is_champion") == [(1,)]
     assert list(first["outcome"].trained) == ["air_passengers"]
     assert first["task_states"]["train-air_passengers"] == "Completed"
@@ -78,7 +78,7 @@ def test_same_data_and_config_in_two_folders_give_identical_forecasts(tmp_path: 
                 "SELECT model_kind, period, yhat FROM forecasts ORDER BY model_kind, period",
             )
         )
-    assert results[0] == results[1] and len(results[0]) == 24
+    assert results[0] == results[1] and len(results[0]) == 3 * 12  # gru and the two baselines
 
 
 def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None:
@@ -105,14 +105,12 @@ def test_sql_consumers_read_the_views_with_sqlite3_alone(data_dir: Path) -> None
     assert len(champions) == 1 and champions[0]["model_kind"] == forecasts[0]["model_kind"]
     best = min(metrics, key=lambda m: m["mase"])
     combination = next(m for m in metrics if m["model_kind"] == "combination")
-    clearly = best["mase"] < 0.5 * combination["mase"]
+    clearly = best["mase"] < 0.3 * combination["mase"]
     assert champions[0]["model_kind"] == (best["model_kind"] if clearly else "combination")
     assert all(m["holdout_start"] == "1960-01-01" and m["holdout_end"] == "1960-12-01" for m in metrics)
 
 
-def test_a_series_that_cannot_be_modelled_shows_failed_while_the_run_completes(
-    data_dir: Path, tmp_path: Path
-) -> None:
+def test_a_series_that_cannot_be_modelled_shows_failed_while_the_run_completes(data_dir: Path, tmp_path: Path) -> None:
     from tests.conftest import synthetic_panel
 
     panel = synthetic_panel(3)

@@ -133,7 +133,9 @@ def test_a_failed_publish_leaves_no_partial_run(panel_config: RunConfig, monkeyp
 def test_the_pipeline_publishes_the_same_on_sqlite_and_postgresql(tmp_path: Path, db_url: str) -> None:
     import sqlalchemy as sa
 
-    config = RunConfig(data_dir=str(tmp_path / "data"), db_url=db_url, models=["rnn"], preset="local", **FAST)
+    config = RunConfig(
+        data_dir=str(tmp_path / "data"), db_url=db_url, models=["rnn"], preset="local", statistical=[], **FAST
+    )
     first = pipeline.run_pipeline(config)
     second = pipeline.run_pipeline(config)
     assert list(first.trained) == ["air_passengers"] and list(second.reused) == ["air_passengers"]
@@ -147,7 +149,7 @@ def test_the_pipeline_publishes_the_same_on_sqlite_and_postgresql(tmp_path: Path
     engine.dispose()
     assert [str(p)[:10] for p in periods] == [f"1961-{m:02d}-01" for m in range(1, 13)]
     assert [tuple(r) for r in runs] == [("completed", 1, 0), ("completed", 0, 1)]
-    assert kinds == ["rnn", "seasonal_naive"]
+    assert kinds == ["naive", "rnn", "seasonal_naive"]
 
 
 @pytest.mark.parametrize(
@@ -174,8 +176,8 @@ def test_charts_show_the_first_published_series_and_none_that_failed(
 ) -> None:
     from seqcast._files import safe_name
 
-    def first_fails(refs: list, validations: list, fits: list, config: RunConfig) -> list:
-        rows = stages.forecast_chunk(refs, validations, fits, config)
+    def first_fails(refs: list, validations: list, fits: list, config: RunConfig, calibration: object) -> list:
+        rows = stages.forecast_chunk(refs, validations, fits, config, calibration)  # type: ignore[arg-type]
         return [Failure(r.series_id, "forecast", "RuntimeError: boom") if r.series_id == "s000" else r for r in rows]
 
     monkeypatch.setattr(stages, "FORECAST", dataclasses.replace(stages.FORECAST, fn=first_fails))

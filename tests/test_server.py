@@ -110,7 +110,18 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
     data = str(tmp_path / "data")
     for _ in range(2):  # fresh, then unchanged data
         done = command(
-            server, "seqcast", "run", "--data-dir", data, "--global-steps", "100", "--model", "lstm", "--model", "gru", "-q"
+            server,
+            "seqcast",
+            "run",
+            "--data-dir",
+            data,
+            "--global-steps",
+            "100",
+            "--model",
+            "lstm",
+            "--model",
+            "gru",
+            "-q",
         )
         assert done.returncode == 0, done.stderr[-3000:]
 
