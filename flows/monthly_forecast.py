@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: Prefect builds the UI's parameter 
 """
 
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from prefect.runtime import flow_run
 from prefect.schedules import Cron
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._prefect import PrefectExecutor, task_runner
+from flows._prefect import PrefectExecutor, alert, secret, task_runner
 from seqcast import pipeline
 from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
 from seqcast.records import RunOutcome
@@ -27,8 +28,15 @@ logging.getLogger("seqcast").setLevel(logging.INFO)
 
 
 def _run_name() -> str:
+    """`monthly-forecast-2026-12-1a2b3c4d`: the month it was scheduled for, and its own id (every run's name
+    differs, reruns in a month included)."""
     started = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"monthly-forecast-{started:%Y-%m}"
+    return f"monthly-forecast-{started:%Y-%m}-{str(flow_run.id)[:8]}"
+
+
+#: The names `seqcast serve` and `deployments/prefect.yaml` register: distinct, so neither replaces the other.
+SERVED = "monthly-forecast-served"
+POOLED = "monthly-forecast"
 
 
 def compact(outcome: RunOutcome) -> RunOutcome:
@@ -43,6 +51,8 @@ def compact(outcome: RunOutcome) -> RunOutcome:
     name="monthly-forecast",
     flow_run_name=_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=THREADS_PER_PROCESS * RunConfig().workers),  # type: ignore[arg-type]
+    on_failure=[alert],
+    on_crashed=[alert],
 )
 def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """Ingest new monthly data, retrain what changed, validate on the holdout, publish forecasts.
@@ -50,6 +60,8 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     Returns {"outcome": the run's outcome (its first SHOWN_ROWS metric and forecast rows), "task_states":
     each task run's final state by name}.
     """
+    if config.db_url_secret:  # a deployment's database URL, kept out of its parameters
+        os.environ["SEQCAST_DB_URL"] = secret(config.db_url_secret)
     context = FlowRunContext.get()
     quoting = context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner)
     executor = PrefectExecutor(config, quoting=quoting)
@@ -68,7 +80,7 @@ def run_flow(config: RunConfig, runner: str = "threads", dask_address: str | Non
 def serve_monthly(config: RunConfig, cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE) -> None:
     """Serve the monthly schedule from this process (one machine, no work pool); blocks until stopped."""
     monthly_forecast.serve(
-        name="monthly-forecast",
+        name=SERVED,
         schedules=[Cron(cron, timezone=timezone)],
         parameters={"config": config.model_dump(mode="json")},
         tags=["seqcast", *config.models],

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -25,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help shows its [brackets] as written
 )
 # No markup: series ids and file names are printed as they are (`[/]` is an id, not a style).
 console = Console(soft_wrap=True, markup=False, highlight=False)
@@ -39,6 +42,16 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, Kubernetes, a Prefect worker's cancellation), raised where the program is, like Ctrl-C,
+    so that a run stops the same clean way: its training processes ended, its row `interrupted`."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the unwinding is under way
+    raise Terminated
+
+
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -51,8 +64,10 @@ def command(fn: F) -> F:
             fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
+        except Terminated:
+            _fail("stopped by SIGTERM: nothing of this run was published; a rerun finishes from what was done", 143)
         except KeyboardInterrupt:
-            _fail("interrupted", code=130)
+            _fail("interrupted: nothing of this run was published; a rerun finishes from what was done", 130)
         except Exception as exc:
             _fail(f"{fn.__name__} failed: {one_line(exc)}")
 
@@ -84,38 +99,81 @@ def _prefect_env() -> None:
 
 @command
 def run(
-    source: list[Path] = typer.Option(None, "--source", "-s", help="File to ingest (repeatable)."),
+    source: list[Path] = typer.Option(
+        None,
+        "--source",
+        "-s",
+        help="File to ingest (repeatable) [default: the inbox only].",
+    ),
     model: list[str] = typer.Option(
-        None, "--model", "-m", help="Network kind, rnn, lstm or gru (repeatable) [default lstm]."
+        None, "--model", "-m", help="Network kind: rnn, lstm or gru (repeatable) [env SEQCAST_MODELS; default lstm]."
     ),
     preset: str = typer.Option(
-        None, "--preset", help="'default' (one network across all series), 'local', 'fast' or 'tutorial' (per series)."
+        None,
+        "--preset",
+        help="'default' (one network across all series), or per series 'local', 'fast', 'tutorial' "
+        "[env SEQCAST_PRESET; default default].",
     ),
     statistical: list[str] = typer.Option(
-        None, "--statistical", help="Statistical candidates: ets, ces, theta (repeatable; 'none' for none) [ets, ces]."
+        None,
+        "--statistical",
+        help="Statistical candidate: ets, ces, theta, or 'none' (repeatable) "
+        "[env SEQCAST_STATISTICAL; default ets, ces].",
     ),
-    combine: bool = typer.Option(None, "--combination/--no-combination", help="Add the combination [yes]."),
-    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
-    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [the horizon]."),
-    epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
-    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
-    fill_gaps: bool = typer.Option(None, "--fill-gaps/--no-fill-gaps", help="Interpolate interior gaps."),
-    workers: int = typer.Option(None, "--workers", help="Training tasks at once [2]."),
-    chunk_size: int = typer.Option(None, "--chunk-size", help="Series per training task [50]."),
-    global_steps: int = typer.Option(None, "--global-steps", help="Training steps of a global network [1500]."),
+    combine: bool = typer.Option(
+        None,
+        "--combination/--no-combination",
+        help="Add the combination of the networks and statistical models [env SEQCAST_COMBINE; default yes].",
+    ),
+    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [env SEQCAST_HORIZON; default 12]."),
+    holdout: int = typer.Option(
+        None, "--holdout", help="Months held out for validation, 0 for the horizon [env SEQCAST_HOLDOUT; default 0]."
+    ),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Epochs of a per-series network [env SEQCAST_EPOCHS; default: the preset's]."
+    ),
+    series_id: str = typer.Option(
+        None, "--series-id", help="Series id for two-column files [env SEQCAST_SERIES_ID; default: the file stem]."
+    ),
+    fill_gaps: bool = typer.Option(
+        None,
+        "--fill-gaps/--no-fill-gaps",
+        help="Interpolate missing months inside a series [env SEQCAST_FILL_GAPS; default no].",
+    ),
+    workers: int = typer.Option(None, "--workers", help="Training processes [env SEQCAST_WORKERS; default 2]."),
+    chunk_size: int = typer.Option(
+        None, "--chunk-size", help="Series per training task [env SEQCAST_CHUNK_SIZE; default 50]."
+    ),
+    global_steps: int = typer.Option(
+        None, "--global-steps", help="Training steps of a global network [env SEQCAST_GLOBAL_STEPS; default 1500]."
+    ),
     batch_training: bool = typer.Option(
-        None, "--batched/--one-by-one", help="Train a chunk's networks as one computation [batched]."
+        None,
+        "--batched/--one-by-one",
+        help="Train a chunk's per-series networks as one computation [env SEQCAST_BATCH_TRAINING; default batched].",
     ),
     orchestrator: str = typer.Option(
-        "prefect", "--orchestrator", help="'prefect' (tasks, caching, UI) or 'none' (plain, in process)."
+        "prefect",
+        "--orchestrator",
+        help="'prefect' (tasks, caching, UI) or 'none' (plain, in process) [default prefect].",
     ),
     task_runner: str = typer.Option(
-        "threads", "--task-runner", help="'threads' (this process) or 'dask' (a Dask cluster; needs a Prefect server)."
+        "threads",
+        "--task-runner",
+        help="'threads' (this process) or 'dask' (a Dask cluster; needs a Prefect server) [default threads].",
     ),
     dask_address: str = typer.Option(
-        None, "--dask-address", help="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 [a local one]."
+        None,
+        "--dask-address",
+        help="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 [default: a local one].",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, no task logs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, no task logs [default: logs too]."),
+    demo: bool = typer.Option(
+        None,
+        "--demo/--no-demo",
+        help="Ingest the bundled series into an empty store [env SEQCAST_USE_BUNDLED_DEMO; default: only in the "
+        "default data folder].",
+    ),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -135,6 +193,7 @@ def run(
         global_steps=global_steps,
         statistical=_statistical(statistical),
         combine=combine,
+        use_bundled_demo=demo,
         data_dir=data_dir,
         db_url=db_url,
     )
@@ -145,14 +204,31 @@ def run(
         _fail(f"unknown orchestrator {orchestrator!r}: use 'prefect' or 'none'")
     if task_runner not in ("threads", "dask"):
         _fail(f"unknown task runner {task_runner!r}: use 'threads' or 'dask'")
-    try:
-        with run_lock(config):  # fail fast, before starting anything
-            pass
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:  # held from here to the end: of two runs started at once, one runs and the other says so
+        _held.enter_context(run_lock(config))
     except RunInProgress as exc:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot use the data folder {config.paths().root}: {one_line(exc)}")
+    try:
+        _run(config, orchestrator, task_runner, dask_address, quiet)
+    finally:
+        _held.close()
+
+
+#: What `run` holds until it ends (the data folder's lock).
+_held = contextlib.ExitStack()
+
+
+def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: str | None, quiet: bool) -> None:
     from seqcast import store
+
+    if config.db_url:
+        # The URL (and any password in it) goes to the run in the environment, not in its settings, which the
+        # Prefect UI shows as the flow run's parameters and the database stores with the run.
+        os.environ["SEQCAST_DB_URL"] = config.db_url
+        config = config.model_copy(update={"db_url": None})
 
     try:  # the database answers and is at the newest schema, before anything starts
         store.engine(config.database_url())
@@ -197,6 +273,11 @@ def run(
     finally:
         progress.set_reporter(None)
     _print_outcome(outcome)
+    if not outcome.trained and not outcome.reused and not outcome.skipped and not outcome.batches:
+        console.print(
+            f"hint      nothing to forecast yet: drop CSV or Parquet files into {config.paths().inbox}, "
+            "or give --source FILE (--demo ingests the bundled series)"
+        )
     _freeze_heap()  # what the run left is freed by the process's exit, not by a last collection
     if outcome_rejected := [b for b in outcome.batches if b.status in ("rejected", "refused")]:
         _fail(f"{len(outcome_rejected)} file(s) rejected; first: {outcome_rejected[0].error}", code=2)
@@ -263,7 +344,9 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | No
 @command
 def ingest(
     files: list[Path] = typer.Argument(..., help="CSV or Parquet files."),
-    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
+    series_id: str = typer.Option(
+        None, "--series-id", help="Series id for two-column files [env SEQCAST_SERIES_ID; default: the file stem]."
+    ),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -329,7 +412,7 @@ def _human(column: str, value: Any) -> str:
 
 @command
 def forecasts(
-    series: str = typer.Option(None, "--series", help="Only this series."),
+    series: str = typer.Option(None, "--series", help="Only this series [default: all]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -339,7 +422,7 @@ def forecasts(
 
 @command
 def metrics(
-    series: str = typer.Option(None, "--series", help="Only this series."),
+    series: str = typer.Option(None, "--series", help="Only this series [default: all]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -349,16 +432,32 @@ def metrics(
 
 @command
 def backtest(
-    source: Path = typer.Option(None, "--source", "-s", help="File to backtest [the stored observations]."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="Network kind, rnn, lstm or gru (repeatable) [lstm]."),
-    preset: str = typer.Option(None, "--preset", help="'default', 'local', 'fast' or 'tutorial'."),
-    statistical: list[str] = typer.Option(None, "--statistical", help="ets, ces, theta, or 'none' [ets, ces]."),
-    horizon: int = typer.Option(12, "--horizon", help="Months per window."),
-    windows: int = typer.Option(3, "--windows", help="Rolling origins: n - windows*horizon, ..., n - horizon."),
-    epochs: int = typer.Option(None, "--epochs", help="Override the preset's epochs."),
-    series_id: str = typer.Option(None, "--series-id", help="Series id for two-column files [file stem]."),
-    output: Path = typer.Option(None, "--output", "-o", help="CSV: one row per series, model, origin, step."),
-    workers: int = typer.Option(None, "--workers", help="Training processes [2]."),
+    source: Path = typer.Option(None, "--source", "-s", help="File to backtest [default: the stored observations]."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="Network kind: rnn, lstm or gru (repeatable) [env SEQCAST_MODELS; default lstm]."
+    ),
+    preset: str = typer.Option(
+        None, "--preset", help="'default', 'local', 'fast' or 'tutorial' [env SEQCAST_PRESET; default default]."
+    ),
+    statistical: list[str] = typer.Option(
+        None,
+        "--statistical",
+        help="ets, ces, theta, or 'none' (repeatable) [env SEQCAST_STATISTICAL; default ets, ces].",
+    ),
+    horizon: int = typer.Option(12, "--horizon", help="Months per window [default 12]."),
+    windows: int = typer.Option(
+        3, "--windows", help="Rolling origins: n - windows*horizon, ..., n - horizon [default 3]."
+    ),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Epochs of a per-series network [env SEQCAST_EPOCHS; default: the preset's]."
+    ),
+    series_id: str = typer.Option(
+        None, "--series-id", help="Series id for two-column files [env SEQCAST_SERIES_ID; default: the file stem]."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="CSV: one row per series, model, origin, step [default: none]."
+    ),
+    workers: int = typer.Option(None, "--workers", help="Training processes [env SEQCAST_WORKERS; default 2]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -425,7 +524,7 @@ def backtest(
 
 @command
 def report(
-    run_id: str = typer.Option(None, "--run-id", help="A completed run [latest]."),
+    run_id: str = typer.Option(None, "--run-id", help="A completed run [default: the latest]."),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -460,11 +559,15 @@ def report(
 
 @command
 def serve(
-    cron: str = typer.Option(None, "--cron", help="Cron schedule [0 6 1 * *: 06:00 on the 1st]."),
-    timezone: str = typer.Option(None, "--timezone", help="Timezone of the schedule [UTC]."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="rnn, lstm or gru (repeatable)."),
-    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [12]."),
-    holdout: int = typer.Option(None, "--holdout", help="Months held out for validation [12]."),
+    cron: str = typer.Option(None, "--cron", help="Cron schedule [default 0 6 1 * *: 06:00 on the 1st]."),
+    timezone: str = typer.Option(None, "--timezone", help="Timezone of the schedule [default UTC]."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="Network kind: rnn, lstm or gru (repeatable) [env SEQCAST_MODELS; default lstm]."
+    ),
+    horizon: int = typer.Option(None, "--horizon", help="Months to forecast [env SEQCAST_HORIZON; default 12]."),
+    holdout: int = typer.Option(
+        None, "--holdout", help="Months held out for validation, 0 for the horizon [env SEQCAST_HOLDOUT; default 0]."
+    ),
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:

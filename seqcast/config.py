@@ -22,6 +22,8 @@ from seqcast import models as registry
 
 Preset = Literal["default", "local", "fast", "tutorial"]
 
+DEFAULT_DATA_DIR = "seqcast-data"
+
 #: The monthly schedule: 06:00 on the first of each month, in an explicit timezone.
 DEFAULT_CRON = "0 6 1 * *"
 DEFAULT_TIMEZONE = "UTC"
@@ -116,7 +118,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    data_dir: str = Field("seqcast-data", description="Data folder (database, inbox, archive, lake, models).")
+    data_dir: str = Field(DEFAULT_DATA_DIR, description="Data folder (database, inbox, archive, lake, models).")
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data folder.")
     sources: list[str] = Field(default_factory=list, description="Files to ingest besides the inbox.")
     series_id: str | None = Field(None, description="Series id for two-column files (default: file stem).")
@@ -159,7 +161,13 @@ class RunConfig(BaseModel):
     )
     max_plots: int = Field(20, ge=0, description="Series plotted per run (forecast and loss curve), first by id.")
     workers: int = Field(2, ge=1, description="Training tasks at once.")
-    use_bundled_demo: bool = Field(True, description="Ingest the bundled series when the database is empty.")
+    use_bundled_demo: bool | None = Field(
+        None,
+        description="Ingest the bundled series into an empty store (default: only the default data folder's).",
+    )
+    db_url_secret: str | None = Field(
+        None, description="Name of a Prefect Secret block that holds the database URL (for deployments)."
+    )
 
     @field_validator("models")
     @classmethod
@@ -229,11 +237,24 @@ class RunConfig(BaseModel):
         return DataPaths(Path(self.data_dir))
 
     def database_url(self) -> str | URL:
-        """The database: `db_url`, or the SQLite file in the data folder (built with the URL API, so a `?` or
-        `%` in the folder's path stays part of the path)."""
-        if self.db_url:
-            return self.db_url
+        """The database: `db_url`, else SEQCAST_DB_URL, else the SQLite file in the data folder (built with the URL
+        API, so a `?` or `%` in the folder's path stays part of the path).
+
+        The command line and a deployment keep a URL with a password out of the settings a run shows (its
+        Prefect parameters, its stored configuration) and hand it over in SEQCAST_DB_URL instead.
+        """
+        url = self.db_url or os.environ.get("SEQCAST_DB_URL")
+        if url:
+            return url
         return URL.create("sqlite", database=str(self.paths().database))
+
+    @property
+    def demo_allowed(self) -> bool:
+        """Whether an empty store gets the bundled demo series: when asked for, or by default only for the
+        default data folder and database (a new user's `make run`), never for a folder or database of one's own."""
+        if self.use_bundled_demo is not None:
+            return self.use_bundled_demo
+        return Path(self.data_dir) == Path(DEFAULT_DATA_DIR) and not (self.db_url or os.environ.get("SEQCAST_DB_URL"))
 
 
 @dataclass(frozen=True)
@@ -312,6 +333,8 @@ class _Settings(BaseSettings):
     global_steps: int | None = None
     statistical: list[str] | None = None
     combine: bool | None = None
+    use_bundled_demo: bool | None = None
+    db_url_secret: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -1,14 +1,15 @@
-"""The data folder's run lock: one run at a time per data folder.
+"""The data folder's run lock: one run at a time per data folder (filelock: Linux, macOS and Windows).
 
 Light on imports, so that a command can check the lock before it loads the pipeline or starts anything.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from filelock import FileLock, Timeout
 
 from seqcast.config import RunConfig
 
@@ -17,28 +18,37 @@ class RunInProgress(RuntimeError):
     """Another run holds the data folder's lock."""
 
 
+#: One lock object per lock file in this process, so that holding it again (nested) is reentrant.
+_locks: dict[str, FileLock] = {}
+
+
 @contextmanager
 def run_lock(config: RunConfig) -> Iterator[None]:
     """Hold the data folder's run lock for the duration; raise RunInProgress if another run has it.
 
-    An OS file lock: released by the kernel when its process dies, even on `kill -9`.
+    An OS file lock: released by the system when its process dies, even on `kill -9`. The holder's process id
+    is written beside it (`.run.pid`) for the message the next run gives.
     """
     paths = config.paths()
     paths.root.mkdir(parents=True, exist_ok=True)
-    handle = open(paths.lock, "a+")  # noqa: SIM115 - held open for as long as the lock
+    holder = paths.root / ".run.pid"
+    lock = _locks.setdefault(str(paths.lock.resolve()), FileLock(str(paths.lock), timeout=0))
+    if lock.is_locked:  # held by this process already (the command line holds it around the whole run)
+        with lock:
+            yield
+        return
     try:
+        lock.acquire()
+    except Timeout:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunInProgress(
-                f"another seqcast run is using {paths.root} (pid {holder}); wait for it to finish"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            pid = holder.read_text(encoding="ascii").strip() or "unknown"
+        except OSError:
+            pid = "unknown"
+        raise RunInProgress(
+            f"a seqcast run is already in progress on {paths.root} (pid {pid}); this one did not start"
+        ) from None
+    try:
+        holder.write_text(str(os.getpid()), encoding="ascii")
         yield
     finally:
-        handle.close()
+        lock.release()

@@ -83,7 +83,11 @@ def new_run_id() -> str:
 
 
 def config_json(config: RunConfig) -> str:
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """The settings as stored with a run: a database URL's password never reaches the table."""
+    values = config.model_dump(mode="json")
+    if values.get("db_url"):
+        values["db_url"] = store.redacted(values["db_url"])
+    return json.dumps(values, sort_keys=True)
 
 
 def begin_run(config: RunConfig, flow_run_id: str | None = None) -> str:
@@ -95,8 +99,11 @@ def begin_run(config: RunConfig, flow_run_id: str | None = None) -> str:
 
 
 def fail_run(config: RunConfig, run_id: str, exc: BaseException) -> None:
-    """Mark a run failed with the reason (its partial results were never published)."""
-    store.finish_run(store.engine(config.database_url()), run_id, "failed", one_line(exc, 2000))
+    """Mark a run failed with the reason, or interrupted when it was stopped (its partial results were never
+    published; a rerun finishes from what was done)."""
+    stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+    status, message = ("interrupted", f"stopped ({one_line(exc)})") if stopped else ("failed", one_line(exc, 2000))
+    store.finish_run(store.engine(config.database_url()), run_id, status, message)
 
 
 def chunked(items: Sequence[Any], size: int, workers: int = 1) -> list[list[Any]]:

@@ -155,7 +155,7 @@ def ingest_stage(config: RunConfig) -> Ingested:
     engine = store.engine(config.database_url())
     sources = [Path(s) for s in config.sources] + ingest.inbox_files(paths)
     # The demo only for a store that never received anything (a failed file is not "nothing").
-    if not sources and config.use_bundled_demo and store.count_batches(engine) == 0:
+    if not sources and config.demo_allowed and store.count_batches(engine) == 0:
         sources = [ingest.bundled_series_path()]
     reports = ingest.ingest_files(engine, paths, sources, series_id=config.series_id)
     failed = [r for r in reports if r.status == "failed"]

@@ -17,6 +17,7 @@ import importlib
 import io
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,17 +61,28 @@ def training_processes(n: int, start_now: bool = False) -> Iterator[None]:
     if start_now:
         for _ in range(n):
             pool.submit(_ready)  # with none idle, each submit starts a worker
+    stopped = False
     try:
         yield
+    except (KeyboardInterrupt, SystemExit):
+        stopped = True
+        raise
     finally:
         with _lock:
             _pool = previous
             busy = _busy.pop(id(pool))
-        # Queued jobs are cancelled; a running one (the block left on an error) is waited for, so that nothing
-        # still writes once the block is left. With none running, the processes' exit (interpreter teardown with
-        # torch loaded) overlaps what the caller does next; at interpreter exit concurrent.futures
-        # still joins them, so none outlives this process.
-        pool.shutdown(wait=busy > 0, cancel_futures=True)
+        if stopped:
+            # Ctrl-C or SIGTERM: stop now, whatever the processes are doing (what they wrote is atomic, and a
+            # rerun redoes what did not finish).
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            # Queued jobs are cancelled; a running one (the block left on an error) is waited for, so that nothing
+            # still writes once the block is left. With none running, the processes' exit (interpreter teardown
+            # with torch loaded) overlaps what the caller does next; at interpreter exit concurrent.futures still
+            # joins them, so none outlives this process.
+            pool.shutdown(wait=busy > 0, cancel_futures=True)
 
 
 def in_processes() -> bool:
@@ -138,7 +150,11 @@ def fit_globals(jobs: list[tuple[ModelConfig, int, int, list[np.ndarray]]]) -> l
 
 
 def _start_worker(run: int) -> None:
-    """A worker process's start: watch the run's process, load what its jobs need, freeze the loaded objects."""
+    """A worker process's start: watch the run's process, load what its jobs need, freeze the loaded objects.
+
+    Ctrl-C in a terminal reaches the whole process group: the worker leaves it to the run, which stops it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_run(run)
     importlib.import_module(processes.JOBS_MODULE)  # (already loaded when forked from the fork server)
     # The modules' objects are never garbage: frozen, the collections during training skip them (see the CLI),

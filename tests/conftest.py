@@ -32,9 +32,9 @@ from seqcast.config import RunConfig  # noqa: E402
 from seqcast.ingest import bundled_series_path  # noqa: E402
 
 #: Few epochs keep the suite fast; the models still learn the seasonal shape.
-FAST = {"epochs": 40}
+FAST = {"epochs": 40, "use_bundled_demo": True}
 #: Orchestration, not numerics: the deterministic stand-in model alone (baselines beside it).
-FAKE = {"models": ["fake"], "statistical": []}
+FAKE = {"models": ["fake"], "statistical": [], "use_bundled_demo": True}
 
 
 @pytest.fixture(scope="session")

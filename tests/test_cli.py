@@ -11,6 +11,9 @@ from seqcast.cli import app
 
 runner = CliRunner()
 
+# A plain run of the bundled demo series with the deterministic fake model and no statistical models.
+FAKE_RUN = ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", "--demo"]
+
 
 @pytest.fixture
 def data(tmp_path: Path) -> list[str]:
@@ -46,7 +49,7 @@ def test_views_need_a_database(data: list[str]) -> None:
 
 
 def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
-    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
+    result = runner.invoke(app, [*FAKE_RUN, *data])
     assert result.exit_code == 0, result.output + result.stderr
     out = result.output
     assert "air_passengers.csv: 144 rows read, 144 new" in out
@@ -54,7 +57,7 @@ def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
     assert "seasonal_naive" in out and "1961-12" in out
     assert "database  sqlite:///" in out and "plots     " in out
 
-    rerun = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
+    rerun = runner.invoke(app, [*FAKE_RUN, *data])
     assert "reused    air_passengers  (no new data: stored models reused, nothing retrained)" in rerun.output
 
     forecasts = runner.invoke(app, ["forecasts", *data])
@@ -86,7 +89,7 @@ def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_pat
     inbox.mkdir(parents=True)
     (inbox / "air_passengers.csv").write_bytes(bundled_series_path().read_bytes())
     (inbox / "bad.csv").write_text("series_id;period;value\nx;2020-01;1\n")
-    result = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
+    result = runner.invoke(app, [*FAKE_RUN, *data])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 file(s) rejected; first: bad.csv:")
     assert "trained   air_passengers" in result.output
@@ -95,7 +98,7 @@ def test_run_with_a_bad_inbox_file_publishes_the_rest_and_exits_non_zero(tmp_pat
 
 
 def test_report_writes_a_static_page_with_tables_and_plots(tmp_path: Path, data: list[str]) -> None:
-    ran = runner.invoke(app, ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", *data])
+    ran = runner.invoke(app, [*FAKE_RUN, *data])
     assert ran.exit_code == 0, ran.stderr
     result = runner.invoke(app, ["report", *data])
     assert result.exit_code == 0, result.stderr

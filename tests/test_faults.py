@@ -40,8 +40,8 @@ def cli_env() -> dict[str, str]:
 
 
 def start_run(data_dir: Path, *extra: str) -> subprocess.Popen:
-    args = [*CLI, "run", "--data-dir", str(data_dir), "--model", "lstm", "--model", "gru", "--preset", "local", "-q",
-            *extra]  # fmt: skip
+    args = [*CLI, "run", "--data-dir", str(data_dir), "--model", "lstm", "--model", "gru", "--preset", "local",
+            "--demo", "-q", *extra]  # fmt: skip
     return subprocess.Popen(args, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -81,7 +81,9 @@ def test_kill_9_mid_run_then_rerun_completes_and_reuses_finished_work(tmp_path: 
     saved = {p.name: p.stat().st_mtime_ns for p in (data_dir / "models").glob("*.pt")}
     assert query(db, "SELECT COUNT(*) FROM latest_forecasts") == [(0,)]  # nothing half-published
 
-    outcome = monthly_forecast(RunConfig(data_dir=str(data_dir), models=["lstm", "gru"], preset="local"))
+    outcome = monthly_forecast(
+        RunConfig(data_dir=str(data_dir), models=["lstm", "gru"], preset="local", use_bundled_demo=True)
+    )
 
     assert query(db, "SELECT status FROM pipeline_runs ORDER BY started_at") == [("interrupted",), ("completed",)]
     assert len(query(db, "SELECT * FROM latest_forecasts")) == 12
@@ -102,7 +104,9 @@ def test_two_runs_at_once_one_runs_the_other_says_why(tmp_path: Path) -> None:
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
     assert second.returncode == 1
     lines = [line for line in second.stderr.strip().splitlines() if line.strip()]
-    assert lines == [f"error: another seqcast run is using {data_dir} (pid {first.pid}); wait for it to finish"]
+    assert lines == [
+        f"error: a seqcast run is already in progress on {data_dir} (pid {first.pid}); this one did not start"
+    ]
     assert "Traceback" not in second.stderr
     db = data_dir / "seqcast.db"
     assert query(db, "SELECT status FROM pipeline_runs") == [("completed",)]
@@ -129,7 +133,7 @@ def test_a_transient_failure_in_a_stage_is_retried_and_the_run_completes(
 
     monkeypatch.setattr(stages, "PUBLISH", dataclasses.replace(stages.PUBLISH, fn=flaky_publish))
     monkeypatch.setattr(stages, "SNAPSHOT", dataclasses.replace(stages.SNAPSHOT, fn=flaky_snapshot))
-    outcome = monthly_forecast(RunConfig(data_dir=str(tmp_path / "data"), global_steps=100))
+    outcome = monthly_forecast(RunConfig(data_dir=str(tmp_path / "data"), global_steps=100, use_bundled_demo=True))
     assert calls == {"publish": 2, "snapshot": 2}
     assert outcome["task_states"]["publish"] == "Completed"
     assert outcome["task_states"]["snapshot"] == "Completed"

@@ -32,7 +32,8 @@ for module in pkgutil.walk_packages(seqcast.__path__, "seqcast."):
     importlib.import_module(module.name)
 from seqcast.config import RunConfig
 from seqcast.pipeline import run_pipeline
-config = RunConfig(data_dir={str(tmp_path / "data")!r}, models=["fake"], statistical=["ets", "ces"])
+config = RunConfig(data_dir={str(tmp_path / "data")!r}, models=["fake"], statistical=["ets", "ces"],
+                   use_bundled_demo=True)
 outcome = run_pipeline(config)
 print(outcome.trained, len(outcome.forecasts), any(m.startswith("prefect") for m in sys.modules))
 """

@@ -96,7 +96,7 @@ def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config:
 def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(panel_config: RunConfig) -> None:
     with (
         run_lock(panel_config),
-        pytest.raises(RunInProgress, match="another seqcast run is using"),
+        pytest.raises(RunInProgress, match="a seqcast run is already in progress on"),
     ):
         pipeline.run_pipeline(panel_config)
     # released: the next run goes ahead

@@ -181,7 +181,7 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[st
     try:
 
         async def deployment(client):
-            return await client.read_deployment_by_name("monthly-forecast/monthly-forecast")
+            return await client.read_deployment_by_name("monthly-forecast/monthly-forecast-served")
 
         deadline = time.monotonic() + 60
         found = None
@@ -242,7 +242,7 @@ def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]
 def test_dask_task_runner_gives_the_same_tables_as_threads(server: dict[str, str], tmp_path: Path) -> None:
     import sqlite3
 
-    common = ["--model", "fake", "--statistical", "none", "-q"]
+    common = ["--model", "fake", "--statistical", "none", "--demo", "-q"]
     dask = command(
         server,
         "seqcast",
@@ -298,7 +298,17 @@ def test_a_run_without_a_server_starts_one_temporary_server_and_stops_it(tmp_pat
         "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "prefect-home" / "storage"),
     }
     done = subprocess.run(
-        [str(BIN / "seqcast"), "run", "--data-dir", str(tmp_path / "data"), "--model", "fake", "--statistical", "none"],
+        [
+            str(BIN / "seqcast"),
+            "run",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--model",
+            "fake",
+            "--statistical",
+            "none",
+            "--demo",
+        ],
         env=env,
         capture_output=True,
         text=True,
