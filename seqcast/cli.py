@@ -7,7 +7,7 @@ import functools
 import gc
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -95,6 +95,8 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "seqcast")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # A temporary server takes 25 s to answer on a busy machine; past Prefect's 20 s it would start a second.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @command
@@ -217,8 +219,23 @@ def run(
         _held.close()
 
 
-#: What `run` holds until it ends (the data folder's lock).
+#: What `run` holds until it ends (the data folder's lock, the database URL in the environment).
 _held = contextlib.ExitStack()
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration, then restored (a command may run inside a longer process)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: str | None, quiet: bool) -> None:
@@ -227,7 +244,7 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
     if config.db_url:
         # The URL (and any password in it) goes to the run in the environment, not in its settings, which the
         # Prefect UI shows as the flow run's parameters and the database stores with the run.
-        os.environ["SEQCAST_DB_URL"] = config.db_url
+        _held.enter_context(_environment(SEQCAST_DB_URL=config.db_url))
         config = config.model_copy(update={"db_url": None})
 
     try:  # the database answers and is at the newest schema, before anything starts
@@ -264,6 +281,7 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
             else:
                 from flows.monthly_forecast import run_flow
 
+                _watch_temporary_server()
                 _freeze_heap()
                 outcome = run_flow(config, task_runner, dask_address)
     except RunInProgress as exc:
@@ -281,6 +299,21 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
     _freeze_heap()  # what the run left is freed by the process's exit, not by a last collection
     if outcome_rejected := [b for b in outcome.batches if b.status in ("rejected", "refused")]:
         _fail(f"{len(outcome_rejected)} file(s) rejected; first: {outcome_rejected[0].error}", code=2)
+
+
+#: The sentinel watching this run, if it started one (a reference kept for the process's lifetime).
+_sentinel: list[Any] = []
+
+
+def _watch_temporary_server() -> None:
+    """With no Prefect server configured, the flow starts a temporary one, which Prefect stops when this process
+    exits; a sentinel stops it (and anything else this run started) if this process is killed outright."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value() and not _sentinel:
+        from seqcast import sentinel
+
+        _sentinel.append(sentinel.start())
 
 
 def _print_outcome(outcome: Any) -> None:

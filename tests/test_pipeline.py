@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 
 from seqcast import pipeline, stages
 from seqcast.config import RunConfig
-from seqcast.lock import RunInProgress, run_lock
+from seqcast.lock import RunInProgress
 from seqcast.records import Failure, Skip
 from tests.conftest import FAKE, FAST, synthetic_panel
 
@@ -93,12 +95,34 @@ def test_revision_retrains_only_the_revised_series(tmp_path: Path, panel_config:
     assert new == 999.0 and old != 999.0
 
 
-def test_a_second_run_on_the_same_folder_is_refused_while_one_holds_the_lock(panel_config: RunConfig) -> None:
-    with (
-        run_lock(panel_config),
-        pytest.raises(RunInProgress, match="a seqcast run is already in progress on"),
-    ):
-        pipeline.run_pipeline(panel_config)
+#: Hold a data folder's run lock until stdin closes (another process's run).
+HOLD_THE_LOCK = """
+import sys
+from seqcast.config import RunConfig
+from seqcast.lock import run_lock
+with run_lock(RunConfig.model_validate_json(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_another_process_holds_the_lock(
+    panel_config: RunConfig,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, panel_config.model_dump_json()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"  # waits for the other process to hold it
+        with pytest.raises(RunInProgress, match=rf"already in progress on .* \(pid {holder.pid}\); this one did not"):
+            pipeline.run_pipeline(panel_config)
+    finally:
+        holder.stdin.close()  # the holder releases the lock and exits
+        holder.wait(timeout=120)
     # released: the next run goes ahead
     assert list(pipeline.run_pipeline(panel_config).trained) == ["air_passengers"]
 

@@ -121,6 +121,7 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
             "lstm",
             "--model",
             "gru",
+            "--demo",
             "-q",
         )
         assert done.returncode == 0, done.stderr[-3000:]
