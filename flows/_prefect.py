@@ -26,13 +26,14 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.serializers import Serializer
 from prefect.utilities.annotations import NotSet, quote
 from pydantic import Field
 
 from seqcast import records
 from seqcast.config import RunConfig
+from seqcast.pipeline import WAKE_SECONDS
 from seqcast.records import RunOutcome, Skip
 from seqcast.report import forecast_table, metrics_table, shown, summary_markdown
 from seqcast.stages import Stage, files_left, files_sound
@@ -177,6 +178,9 @@ class PrefectExecutor:
 
     def result(self, handle: tuple[str, PrefectFuture[Any]]) -> Any:
         name, future = handle
+        if isinstance(future, PrefectWrappedFuture):  # (threads and Dask: a little at a time, see WAKE_SECONDS)
+            while not future.wrapped_future.done():
+                future.wait(timeout=WAKE_SECONDS)
         value = future.result()
         self.states[name] = str(future.state.name)
         return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -47,12 +48,63 @@ class Terminated(KeyboardInterrupt):
     so that a run stops the same clean way: its training processes ended, its row `interrupted`."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the unwinding is under way
-    raise Terminated
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """SIGINT or SIGTERM: the run unwinds (its processes stopped, its row marked), saying so in one line.
+
+    What the unwinding makes the libraries log (a crash, the series cut short) stays off the terminal: the
+    run's log on the Prefect server keeps it. A second SIGTERM is ignored; a second Ctrl-C interrupts the
+    unwinding itself.
+    """
+    _quiet_terminal_logs()
+    if signum == signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise KeyboardInterrupt
+
+
+def _quiet_terminal_logs() -> None:
+    """Drop every log record the terminal's handlers would print, until `_terminal_logs_back` (the other
+    handlers, the Prefect server's among them, keep them)."""
+    for handler in _terminal_handlers():
+        handler.addFilter(_drop)
+
+
+def _terminal_logs_back() -> None:
+    for handler in _terminal_handlers():
+        handler.removeFilter(_drop)
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
+def _terminal_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        handler
+        for logger in loggers
+        for handler in getattr(logger, "handlers", [])
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM handled as `_on_stop_signal` says for the duration, then as before."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in before:
+        signal.signal(signum, _on_stop_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        _terminal_logs_back()
 
 
 F = TypeVar("F", bound=Callable[..., None])
+_STOPPED = "nothing of this run was published; a rerun finishes from what was done"
 
 
 def command(fn: F) -> F:
@@ -65,11 +117,16 @@ def command(fn: F) -> F:
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except Terminated:
-            _fail("stopped by SIGTERM: nothing of this run was published; a rerun finishes from what was done", 143)
+            _fail(f"stopped by SIGTERM: {_STOPPED}", 143)
         except KeyboardInterrupt:
-            _fail("interrupted: nothing of this run was published; a rerun finishes from what was done", 130)
+            _fail(f"interrupted: {_STOPPED}", 130)
         except Exception as exc:
             _fail(f"{fn.__name__} failed: {one_line(exc)}")
+        except BaseException as exc:
+            # Within a flow run, Prefect turns SIGTERM into its own TerminationSignal (its handler then in place).
+            if getattr(exc, "signal", None) == signal.SIGTERM:
+                _fail(f"stopped by SIGTERM: {_STOPPED}", 143)
+            raise
 
     app.command()(wrapper)
     return fn
@@ -206,7 +263,7 @@ def run(
         _fail(f"unknown orchestrator {orchestrator!r}: use 'prefect' or 'none'")
     if task_runner not in ("threads", "dask"):
         _fail(f"unknown task runner {task_runner!r}: use 'threads' or 'dask'")
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _held.enter_context(_stop_signals())
     try:  # held from here to the end: of two runs started at once, one runs and the other says so
         _held.enter_context(run_lock(config))
     except RunInProgress as exc:
@@ -273,6 +330,7 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
     )
     task_id = bar.add_task("train", total=None)
     progress.set_reporter(lambda n: bar.advance(task_id, n))
+    progress.set_stop_listener(_quiet_terminal_logs)
     try:
         with bar:
             if orchestrator == "none":
@@ -290,6 +348,7 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
         _fail(f"run failed: {one_line(exc)}")
     finally:
         progress.set_reporter(None)
+        progress.set_stop_listener(None)
     _print_outcome(outcome)
     if not outcome.trained and not outcome.reused and not outcome.skipped and not outcome.batches:
         console.print(
@@ -306,14 +365,22 @@ _sentinel: list[Any] = []
 
 
 def _watch_temporary_server() -> None:
-    """With no Prefect server configured, the flow starts a temporary one, which Prefect stops when this process
-    exits; a sentinel stops it (and anything else this run started) if this process is killed outright."""
-    from prefect.settings import PREFECT_API_URL
+    """With no Prefect server configured, the flow uses Prefect's temporary one, which Prefect stops when this
+    process exits. It is started here, the way Prefect starts it, with two additions: a sentinel stops it (and
+    anything else this run started) if this process is killed outright, and the server is started with SIGINT
+    blocked, so that Ctrl-C in a terminal, which reaches the whole process group, stops the run (which then
+    records its end on the server) but not the server under it."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if not PREFECT_API_URL.value() and not _sentinel:
-        from seqcast import sentinel
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value() or _sentinel:
+        return
+    from seqcast import processes, sentinel
 
-        _sentinel.append(sentinel.start())
+    _sentinel.append(sentinel.start())
+    # The same instance the flow's clients use (one per process): they find it running and start no other.
+    with processes.sigint_blocked():
+        SubprocessASGIServer().start()
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -622,11 +689,3 @@ def serve(
     from flows.monthly_forecast import serve_monthly
 
     serve_monthly(config, cron or DEFAULT_CRON, timezone or DEFAULT_TIMEZONE)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -15,13 +15,13 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from seqcast import forecast as fc
 from seqcast import models as m
+from seqcast import progress, store, workers
 from seqcast import stages as st
-from seqcast import store, workers
 from seqcast.config import RunConfig
 from seqcast.errors import one_line
 from seqcast.lock import run_lock
@@ -66,6 +66,8 @@ class PlainExecutor:
         return self._pool.submit(stage, *args)
 
     def result(self, handle: Future[Any]) -> Any:
+        while not wait([handle], timeout=WAKE_SECONDS).done:
+            pass
         return handle.result()
 
     def progress(self, done: int, total: int) -> None:
@@ -76,6 +78,11 @@ class PlainExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: How long the run's main thread waits on a stage at a time: a signal the kernel hands to another thread
+#: (Ctrl-C, SIGTERM) is acted on only when the main thread wakes, so it never waits in one blocking call.
+WAKE_SECONDS = 0.5
 
 
 def new_run_id() -> str:
@@ -101,7 +108,7 @@ def begin_run(config: RunConfig, flow_run_id: str | None = None) -> str:
 def fail_run(config: RunConfig, run_id: str, exc: BaseException) -> None:
     """Mark a run failed with the reason, or interrupted when it was stopped (its partial results were never
     published; a rerun finishes from what was done)."""
-    stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+    stopped = not isinstance(exc, Exception)  # Ctrl-C, SIGTERM (TerminationSignal within a flow run), an exit
     status, message = ("interrupted", f"stopped ({one_line(exc)})") if stopped else ("failed", one_line(exc, 2000))
     store.finish_run(store.engine(config.database_url()), run_id, status, message)
 
@@ -142,6 +149,8 @@ def run(config: RunConfig, executor: Executor, flow_run_id: str | None = None) -
         try:
             return _stages(run_id, config, executor)
         except BaseException as exc:
+            if not isinstance(exc, Exception):
+                progress.stopping()
             fail_run(config, run_id, exc)
             raise
 

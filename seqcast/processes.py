@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.context import BaseContext
 
 #: The module of the jobs sent to the workers (loaded by the fork server, or by each spawned worker).
@@ -32,4 +36,38 @@ def start_fork_server() -> None:
     No effect where there is none, or once it runs. It stops when this process exits.
     """
     if context().get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
+        # The resource tracker first: its start unblocks SIGINT. Then a Ctrl-C during the fork server's loading
+        # is the run's to handle (the fork server ignores SIGINT once loaded).
+        multiprocessing.resource_tracker.ensure_running()
+        with sigint_blocked():
+            multiprocessing.forkserver.ensure_running()
+
+
+@contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread for the duration, and so in the processes it starts meanwhile, which
+    inherit the mask: Ctrl-C in a terminal, which reaches the whole process group, then stops the run, which
+    stops them in order, instead of killing them under it. A Ctrl-C meanwhile is raised when the block ends.
+    (Windows has no process groups sharing a Ctrl-C, and no signal masks: there it does nothing.)"""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def training_pids() -> list[int]:
+    """The training processes this process started: the children of its fork server, or, where processes are
+    spawned, its own children that run multiprocessing's spawn entry point."""
+    import psutil
+
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        if server is not None:
+            return [p.pid for p in psutil.Process(server).children()]
+        return [p.pid for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
+    except psutil.Error:
+        return []

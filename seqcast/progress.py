@@ -1,6 +1,7 @@
-"""A process-wide progress hook: the CLI installs a reporter (a progress bar), the library advances it.
+"""Process-wide hooks: the CLI installs a reporter (a progress bar), which the library advances, and a stop
+listener, which the library tells when a run is being stopped (Ctrl-C, SIGTERM), before it unwinds.
 
-Without a reporter (tests, workers, the Prefect UI) advancing is a no-op.
+Without them (tests, workers, the Prefect UI) both are no-ops.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 _lock = threading.Lock()
 _reporter: Callable[[int], None] | None = None
+_stop_listener: Callable[[], None] | None = None
 
 
 def set_reporter(reporter: Callable[[int], None] | None) -> None:
@@ -23,3 +25,17 @@ def advance(n: int = 1) -> None:
         reporter = _reporter
     if reporter is not None:
         reporter(n)
+
+
+def set_stop_listener(listener: Callable[[], None] | None) -> None:
+    global _stop_listener
+    with _lock:
+        _stop_listener = listener
+
+
+def stopping() -> None:
+    """A run is being stopped: what its unwinding logs next is the noise of the stop (work cut short)."""
+    with _lock:
+        listener = _stop_listener
+    if listener is not None:
+        listener()

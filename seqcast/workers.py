@@ -12,6 +12,7 @@ the same handlers (the orchestrator's run log included).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import io
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
+import psutil
 import torch
 
 from seqcast import models, processes
@@ -37,7 +39,12 @@ T = TypeVar("T")
 #: states, results), during which other threads' jobs keep the process busy (four were faster than two).
 THREADS_PER_PROCESS = 4
 _pool: ProcessPoolExecutor | None = None
+#: How long a stopped training process may take to end on SIGTERM, then on SIGKILL.
+STOP_SECONDS = 5.0
 _lock = threading.Lock()
+#: Set when a block is left on Ctrl-C or SIGTERM: from then on no job starts, here or in a process (a stage
+#: retried by its orchestrator would otherwise train in its thread, where nothing can stop it).
+_stopping = threading.Event()
 #: Jobs submitted and not yet returned, per pool (by id).
 _busy: dict[int, int] = {}
 
@@ -51,6 +58,7 @@ def training_processes(n: int, start_now: bool = False) -> Iterator[None]:
     They are stopped on exit.
     """
     global _pool
+    _stopping.clear()
     if n <= 1:
         yield
         return
@@ -64,25 +72,67 @@ def training_processes(n: int, start_now: bool = False) -> Iterator[None]:
     stopped = False
     try:
         yield
-    except (KeyboardInterrupt, SystemExit):
-        stopped = True
+    except BaseException as exc:
+        # Ctrl-C, SIGTERM (Prefect's TerminationSignal within a flow run), an exit: not an error of the run.
+        stopped = not isinstance(exc, Exception)
         raise
     finally:
+        if stopped:
+            _stopping.set()
         with _lock:
             _pool = previous
             busy = _busy.pop(id(pool))
         if stopped:
-            # Ctrl-C or SIGTERM: stop now, whatever the processes are doing (what they wrote is atomic, and a
-            # rerun redoes what did not finish).
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+            _stop_now(pool)
         else:
             # Queued jobs are cancelled; a running one (the block left on an error) is waited for, so that nothing
             # still writes once the block is left. With none running, the processes' exit (interpreter teardown
             # with torch loaded) overlaps what the caller does next; at interpreter exit concurrent.futures still
             # joins them, so none outlives this process.
             pool.shutdown(wait=busy > 0, cancel_futures=True)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C or SIGTERM: stop the pool's processes now, whatever they are doing (what they wrote is atomic, and
+    a rerun redoes what did not finish), and return once they and the pool's manager are gone.
+
+    The pool is shut first, so that no job (whose submission would start a process) comes after. Its processes
+    are then found as the processes themselves, not from the pool's table, which was seen empty while two
+    trained (the pool's own shutdown then waited for ever): its own table, and every process of this run's
+    fork server or spawned by this process. They are ended and waited for; the manager, woken, finds them gone
+    and fails the jobs that were running.
+    """
+    table = getattr(pool, "_processes", None) or {}  # (the pool's own table: it forgets it on shutdown)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    pids = {p.pid for p in list(table.values()) if p.pid is not None} | set(processes.training_pids())
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(found, timeout=STOP_SECONDS)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=STOP_SECONDS)
+    if manager is not None:
+        if wakeup is not None:
+            with contextlib.suppress(OSError, ValueError):  # (closed once the manager has left)
+                wakeup.wakeup()
+        manager.join(timeout=STOP_SECONDS)
+
+
+class Stopping(RuntimeError):
+    """A job asked for while the run is being stopped."""
+
+
+def _refuse_when_stopping() -> None:
+    if _stopping.is_set():
+        raise Stopping("the run is being stopped (Ctrl-C or SIGTERM): no training starts")
 
 
 def in_processes() -> bool:
@@ -97,6 +147,7 @@ def call(fn: Callable[..., T], *args: Any) -> T:
     Its log records (at this process's level for the `seqcast` logger) are handled here, in order, and
     its exception is raised here.
     """
+    _refuse_when_stopping()
     pool = _pool
     if pool is None:
         return fn(*args)
@@ -126,6 +177,7 @@ def fit_many(config: ModelConfig, series: list[np.ndarray], curve: bool, batched
 def fit_globals(jobs: list[tuple[ModelConfig, int, int, list[np.ndarray]]]) -> list[GlobalForecaster]:
     """Fitted global networks, one per job (config, steps, batch size, series). Inside a `training_processes`
     block every member of every ensemble trains in the worker processes at once; else one after another here."""
+    _refuse_when_stopping()
     pool = _pool
     if pool is None:
         return [GlobalForecaster(config, steps, batch).fit(series) for config, steps, batch, series in jobs]

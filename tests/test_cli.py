@@ -205,7 +205,7 @@ def test_failures_are_one_line_for_every_command(tmp_path: Path, trouble: str) -
         extra = ["--db-url", "postgresql+psycopg://nobody@127.0.0.1:9/nothing"]
     env = {**os.environ, "PREFECT_API_URL": ""}
     for command in commands:
-        args = [sys.executable, "-m", "seqcast.cli", *command, "--data-dir", str(folder), *extra]
+        args = [sys.executable, "-m", "seqcast", *command, "--data-dir", str(folder), *extra]
         if trouble == "read-only database":
             from tests.conftest import read_only_copy
 

@@ -24,7 +24,7 @@ from tests.conftest import FAKE
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-CLI = [sys.executable, "-m", "seqcast.cli"]
+CLI = [sys.executable, "-m", "seqcast"]
 
 
 def query(db: Path, sql: str) -> list[tuple]:

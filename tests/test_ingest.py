@@ -16,7 +16,7 @@ from seqcast import ingest, store
 from seqcast.config import DataPaths
 from seqcast.ingest import IngestError, parse_file
 
-CLI = [sys.executable, "-m", "seqcast.cli"]
+CLI = [sys.executable, "-m", "seqcast"]
 
 
 def write(path: Path, text: str | bytes) -> Path:

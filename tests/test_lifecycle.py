@@ -77,6 +77,7 @@ class Run:
             start_new_session=True,
         )
         self.stdout: list[str] = []
+        self.server_port: int | None = None  # of the temporary Prefect server, once seen
         self.stderr: list[str] = []
         self._readers = [
             threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout), daemon=True),
@@ -147,27 +148,31 @@ def training(data_dir: Path) -> Callable[[], bool]:
     return ready
 
 
+def server_port(process: psutil.Process) -> int | None:
+    """The port of Prefect's temporary server if `process` is one (uvicorn serving Prefect's API app)."""
+    with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        argv = process.cmdline()
+        if "prefect.server.api.server:create_app" in argv and "--port" in argv:
+            return int(argv[argv.index("--port") + 1])
+    return None
+
+
 def temporary_server(run: Run) -> Callable[[], bool]:
-    """The run's temporary Prefect server answers."""
+    """The run's temporary Prefect server (a child process of the run) answers; its port is noted on the run."""
 
     def up() -> bool:
-        started = [line for line in run.stderr if "Starting temporary server on http://127.0.0.1:" in line]
-        if not started:
-            return False
-        port = int(started[0].rsplit(":", 1)[1].split()[0])
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
+        ports = [port for p in run.descendants() if (port := server_port(p)) is not None]
+        assert len(ports) <= 1, ports  # one server, started by Prefect, never a second one
+        if ports and listening(ports[0]):
+            run.server_port = ports[0]
+            return True
+        return False
 
     return up
 
 
-def port_of_temporary_server(run: Run) -> int:
-    started = [line for line in run.output.splitlines() if "Starting temporary server on http://127.0.0.1:" in line]
-    assert len(started) == 1, run.output[-3000:]  # one server, started by Prefect, not a second one
-    return int(started[0].rsplit(":", 1)[1].split()[0])
-
-
-def listening(port: int) -> bool:
+def listening(port: int | None) -> bool:
+    assert port is not None, "the temporary server was never seen"
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
@@ -214,7 +219,7 @@ def test_a_signal_during_training_stops_the_run_cleanly_and_a_rerun_finishes(
     assert query(db, "SELECT status FROM pipeline_runs") == [("interrupted",)]
     assert query(db, "SELECT COUNT(*) FROM latest_forecasts") == [(0,)]  # nothing half-published
     if how == "SIGINT":
-        assert not listening(port_of_temporary_server(run))
+        assert not listening(run.server_port)
 
     rerun = Run(data_dir, ["--model", "fake", "--statistical", "none"], harness_env())
     assert rerun.wait(timeout=300) == 0, rerun.output[-3000:]
@@ -237,8 +242,7 @@ def test_a_run_under_cpu_load_uses_one_temporary_server_and_leaves_nothing(tmp_p
         assert run.wait(timeout=600) == 0, run.output[-3000:]
         run.assert_no_debris(started)
     assert "trained   air_passengers" in "".join(run.stdout)
-    assert run.output.count("Stopping temporary server") == 1
-    assert not listening(port_of_temporary_server(run))
+    assert not listening(run.server_port)
 
 
 def test_a_failed_run_and_an_error_at_start_leave_nothing(tmp_path: Path) -> None:
@@ -252,7 +256,7 @@ def test_a_failed_run_and_an_error_at_start_leave_nothing(tmp_path: Path) -> Non
     assert failed.wait(timeout=600) == 2, failed.output[-3000:]
     failed.assert_no_debris(started)
     assert failed.error_lines()[-1].startswith("error: 1 file(s) rejected; first: broken.csv")
-    assert not listening(port_of_temporary_server(failed))
+    assert not listening(failed.server_port)
 
     # An error at start: a bad option, one line, nothing started.
     bad = Run(tmp_path / "other", ["--model", "nope"], temporary_server_env(tmp_path))
@@ -267,7 +271,8 @@ def test_kill_9_of_a_run_leaves_no_temporary_server_behind(tmp_path: Path) -> No
     run = Run(tmp_path / "data", ENDLESS, temporary_server_env(tmp_path))
     run.wait_for(training(tmp_path / "data"), "training")
     run.wait_for(temporary_server(run), "the temporary server")
-    port = port_of_temporary_server(run)
+    port = run.server_port
+    assert port is not None
     started = run.descendants()
     assert any("uvicorn" in " ".join(p.cmdline()) for p in started)
     os.kill(run.proc.pid, signal.SIGKILL)
