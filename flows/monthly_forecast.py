@@ -5,7 +5,6 @@ No `from __future__ import annotations` here: Prefect builds the UI's parameter 
 """
 
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._prefect import PrefectExecutor, alert, secret, task_runner
 from seqcast import pipeline
-from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig
+from seqcast.config import DEFAULT_CRON, DEFAULT_TIMEZONE, RunConfig, environment
 from seqcast.records import RunOutcome
 from seqcast.report import SHOWN_ROWS
 from seqcast.workers import THREADS_PER_PROCESS
@@ -60,12 +59,13 @@ def monthly_forecast(config: RunConfig = RunConfig()) -> dict[str, Any]:
     Returns {"outcome": the run's outcome (its first SHOWN_ROWS metric and forecast rows), "task_states":
     each task run's final state by name}.
     """
-    if config.db_url_secret:  # a deployment's database URL, kept out of its parameters
-        os.environ["SEQCAST_DB_URL"] = secret(config.db_url_secret)
     context = FlowRunContext.get()
     quoting = context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner)
     executor = PrefectExecutor(config, quoting=quoting)
-    outcome = pipeline.run(config, executor, str(flow_run.id))
+    # A deployment's database URL is read from the Secret block its parameters name, never passed as one.
+    url = {"SEQCAST_DB_URL": secret(config.db_url_secret)} if config.db_url_secret else {}
+    with environment(**url):
+        outcome = pipeline.run(config, executor, str(flow_run.id))
     return {"outcome": compact(outcome), "task_states": executor.states}
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from seqcast.config import RunConfig, load_config
+from seqcast.config import RunConfig, environment, load_config
 from seqcast.errors import one_line
 from seqcast.lock import RunInProgress, run_lock
 
@@ -280,28 +280,13 @@ def run(
 _held = contextlib.ExitStack()
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Environment variables set for the duration, then restored (a command may run inside a longer process)."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: str | None, quiet: bool) -> None:
     from seqcast import store
 
     if config.db_url:
         # The URL (and any password in it) goes to the run in the environment, not in its settings, which the
         # Prefect UI shows as the flow run's parameters and the database stores with the run.
-        _held.enter_context(_environment(SEQCAST_DB_URL=config.db_url))
+        _held.enter_context(environment(SEQCAST_DB_URL=config.db_url))
         config = config.model_copy(update={"db_url": None})
 
     try:  # the database answers and is at the newest schema, before anything starts

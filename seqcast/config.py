@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -357,3 +359,21 @@ def load_config(**overrides: Any) -> RunConfig:
     layered = {k: v for k, v in _Settings().model_dump().items() if v is not None}
     layered.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(**layered)
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration, then restored (a run may be one of many in a process).
+
+    How a database URL with its password reaches the run (as SEQCAST_DB_URL) without entering its settings.
+    """
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
