@@ -79,6 +79,27 @@ def _drop(record: logging.LogRecord) -> bool:
     return False
 
 
+def _not_in_summary(record: logging.LogRecord) -> bool:
+    """Whether the terminal prints a run's log record: not when the run's summary says the same in one line
+    (a series not trained is a `skipped` line; the Prefect UI keeps its warning and its Failed task run)."""
+    return not getattr(record, "in_summary", False) and not str(getattr(record, "task_run_name", "")).startswith(
+        "not-trained-"
+    )
+
+
+@contextlib.contextmanager
+def _terminal_filter(keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """`keep` filters what the terminal's log handlers print for the duration."""
+    handlers = [h for h in _terminal_handlers() if keep not in h.filters]
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+
 def _terminal_handlers() -> list[logging.Handler]:
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return [
@@ -320,13 +341,15 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
         with bar:
             if orchestrator == "none":
                 _freeze_heap()
-                outcome = pipeline.run_pipeline(config)
+                with _terminal_filter(_not_in_summary):
+                    outcome = pipeline.run_pipeline(config)
             else:
                 from flows.monthly_forecast import run_flow
 
                 _watch_temporary_server()
                 _freeze_heap()
-                outcome = run_flow(config, task_runner, dask_address)
+                with _terminal_filter(_not_in_summary):  # (Prefect's handlers exist once the flow is imported)
+                    outcome = run_flow(config, task_runner, dask_address)
     except RunInProgress as exc:
         _fail(str(exc))
     except Exception as exc:

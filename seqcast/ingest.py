@@ -243,8 +243,8 @@ def _resolve_columns(
     for sid, period, value in _LONG_FORMS:
         if sid in lookup or (period in lookup and value in lookup):
             missing_cols = [c for c in (sid, period, value) if c not in lookup]
-            if sid in missing_cols and series_id:
-                missing_cols.remove(sid)
+            if sid in missing_cols and (series_id or len(frame.columns) == 2):
+                missing_cols.remove(sid)  # a two-column file: its series is named by the argument or the file
             if missing_cols:
                 raise IngestError(
                     f"{name}: missing column {', '.join(repr(c) for c in missing_cols)}; found {list(frame.columns)}"

@@ -213,7 +213,7 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
         reason = fc.ineligible_reason(ref)
         if reason:
             skipped.append(Skip(ref.series_id, reason))
-            log.warning("series %r not trained: %s", ref.series_id, reason)
+            log.warning("series %r not trained: %s", ref.series_id, reason, extra={"in_summary": True})
         else:
             eligible.append(ref)
     return Snapshot(tuple(eligible), tuple(skipped), filled)

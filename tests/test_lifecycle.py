@@ -293,3 +293,38 @@ def test_two_runs_started_at_once_one_runs_and_the_other_says_so(tmp_path: Path,
     assert lines[0].startswith(f"error: a seqcast run is already in progress on {data_dir} (pid ")
     assert lines[0].endswith("); this one did not start")
     assert query(data_dir / "seqcast.db", "SELECT status FROM pipeline_runs") == [("completed",)]
+
+
+def test_a_stray_two_column_file_is_named_can_be_sent_again_under_its_series_and_no_series_costs_a_traceback(
+    tmp_path: Path, prefect_harness: None
+) -> None:
+    data_dir = tmp_path / "data"
+    first = Run(data_dir, QUICK, harness_env())
+    assert first.wait(timeout=600) == 0, first.output[-3000:]
+
+    # A month sent as its own two-column file: a new one-row series, named after the file, and the message says so.
+    stray = tmp_path / "air_passengers_1961-01.csv"
+    stray.write_text("period,value\n1961-01,450\n")
+    # A series that cannot be trained (a month missing) comes in beside it.
+    gap = tmp_path / "gap.csv"
+    gap.write_text("series_id,period,value\ngap,2020-01,1\ngap,2020-02,2\ngap,2020-04,3\ngap,2020-05,4\n")
+    quick = ["--model", "fake", "--statistical", "none"]
+    run = Run(data_dir, ["--source", str(stray), "--source", str(gap), *quick], harness_env())
+    assert run.wait(timeout=600) == 0, run.output[-3000:]
+    out = "".join(run.stdout)
+    assert "air_passengers_1961-01.csv: 1 rows read, 1 new" in out and "(series air_passengers_1961-01)" in out
+    gap_lines = [line for line in run.output.splitlines() if "gap" in line and "missing month" in line]
+    assert gap_lines == [
+        "skipped   gap: 1 missing month(s) between 2020-01-01 and 2020-05-01; send them, or run with fill_gaps "
+        "to interpolate"
+    ]
+    assert "Traceback" not in run.output
+    assert run.error_lines() == []  # (-q: the terminal shows warnings and errors; there were none to show)
+
+    # The same bytes again, now under the series they belong to: stored, not "already ingested".
+    again = Run(data_dir, ["--source", str(stray), "--series-id", "air_passengers", *quick], harness_env())
+    assert again.wait(timeout=600) == 0, again.output[-3000:]
+    assert "1 rows read, 1 new" in "".join(again.stdout) and "(series air_passengers)" in "".join(again.stdout)
+    db = data_dir / "seqcast.db"
+    assert query(db, "SELECT COUNT(*) FROM observations WHERE series_id = 'air_passengers'") == [(145,)]
+    assert query(db, "SELECT COUNT(*) FROM observations WHERE series_id = 'air_passengers_1961-01'") == [(1,)]
