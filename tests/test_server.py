@@ -1,4 +1,5 @@
-"""Against a real `prefect server` on loopback: runs, task states, artifacts, schedules, a deployment run.
+"""Against a real `prefect server` on loopback: runs, task states, artifacts, schedules, a deployment run,
+secrets that never reach the server, and failure alerts to a webhook receiver.
 
 Reads the server's API as the UI does. The server, its PREFECT_HOME and every child process belong to
 this test and are stopped by process id at the end.
@@ -292,7 +293,8 @@ def test_dask_without_a_server_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_a_run_without_a_server_starts_one_temporary_server_and_stops_it(tmp_path: Path) -> None:
-    """`seqcast run` starts Prefect's temporary server while it loads; the flow uses that one, not a second."""
+    """`seqcast run` starts Prefect's temporary server (Prefect's own instance) before the flow; the flow uses
+    that one, not a second, and Prefect stops it at the end."""
     env = {
         **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
