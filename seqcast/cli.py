@@ -696,4 +696,8 @@ def serve(
         )
     from flows.monthly_forecast import serve_monthly
 
-    serve_monthly(config, cron or DEFAULT_CRON, timezone or DEFAULT_TIMEZONE)
+    # The served runs are this process's children: the URL (and its password) reaches them in the environment,
+    # never in the deployment's parameters, which the UI shows.
+    url = {"SEQCAST_DB_URL": config.db_url} if config.db_url else {}
+    with environment(**url):
+        serve_monthly(config.model_copy(update={"db_url": None}), cron or DEFAULT_CRON, timezone or DEFAULT_TIMEZONE)

@@ -28,8 +28,8 @@ SEQCAST = str(Path(sys.executable).parent / "seqcast")
 ENDLESS = ["--demo", "--model", "lstm", "--preset", "tutorial", "--epochs", "1000000", "--statistical", "none"]
 #: The deterministic stand-in model alone.
 QUICK = ["--demo", "--model", "fake", "--statistical", "none"]
-#: How long a stop may take with both cores busy (the issue's bound under load), and the pipes' close after exit.
-STOP_SECONDS = 20
+#: How long a stop may take (on a quiet machine, and with both cores busy), and the pipes' close after exit.
+STOP_SECONDS, STOP_SECONDS_UNDER_LOAD = 10, 20
 PIPES_SECONDS = 5
 
 
@@ -206,12 +206,13 @@ def test_a_signal_during_training_stops_the_run_cleanly_and_a_rerun_finishes(
             os.killpg(run.proc.pid, signal.SIGINT)
         else:
             run.proc.send_signal(signal.SIGTERM)
-        code = run.wait(timeout=STOP_SECONDS)
+        limit = STOP_SECONDS_UNDER_LOAD if how == "SIGTERM" else STOP_SECONDS
+        code = run.wait(timeout=limit)
         stopped_in = time.monotonic() - signalled
         run.assert_no_debris(started)
 
     assert code == exit_code, run.output[-3000:]
-    assert stopped_in <= STOP_SECONDS
+    assert stopped_in <= limit
     lines = run.error_lines()
     assert len(lines) == 1 and lines[0].startswith(said), lines
     assert "Traceback" not in run.output

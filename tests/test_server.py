@@ -8,6 +8,7 @@ this test and are stopped by process id at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -170,10 +171,20 @@ def test_runs_task_states_and_artifacts_as_the_ui_shows_them(server: dict[str, s
     assert list((tmp_path / "data" / "reports").glob("*.html"))
 
 
-def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[str, str], tmp_path: Path) -> None:
+def test_serve_registers_the_monthly_schedule_and_runs_on_demand(
+    server: dict[str, str], tmp_path: Path, postgres_server: str
+) -> None:
+    """Served with a database password in --db-url: the runs use that database, the UI never sees the password."""
+    import sqlalchemy as sa
+
+    from tests.conftest import fresh_pg_database
+
     data = tmp_path / "served"
+    database = contextlib.ExitStack()
+    url = database.enter_context(fresh_pg_database(postgres_server))
+    with_password = sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
     proc = subprocess.Popen(
-        [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "fake"],
+        [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "fake", "--db-url", with_password],
         env=server,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -213,7 +224,13 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[st
             time.sleep(1)
             current = api(server, state)
         assert current.name == "Completed"
-        assert (data / "seqcast.db").exists()
+        assert not (data / "seqcast.db").exists()  # the run wrote to the database given, found in its environment
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM pipeline_runs")).scalar() == 1
+        engine.dispose()
+        assert found.parameters["config"]["db_url"] is None
+        assert PASSWORD not in everything_the_server_holds(server)
 
         async def tags(client):
             return (await client.read_flow_run(flow_run.id)).tags
@@ -222,6 +239,7 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(server: dict[st
         assert {"seqcast", "fake"} <= set(api(server, tags))
     finally:
         stop(proc)
+        database.close()
 
 
 def test_prefect_deploy_all_registers_the_yaml_deployment(server: dict[str, str]) -> None:
