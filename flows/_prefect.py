@@ -294,3 +294,26 @@ def alert(flow: Any, flow_run: Any, state: Any) -> None:
             response.read()
     except OSError as exc:
         log.warning("could not send the failure alert: %s", type(exc).__name__)
+
+
+#: The sentinel watching this process, once started (a reference kept for the process's lifetime).
+_sentinel: list[Any] = []
+
+
+def start_temporary_server() -> None:
+    """With no Prefect server configured, a flow uses Prefect's temporary one, which Prefect stops when this
+    process exits. `seqcast run` starts it here, the way Prefect does (the same instance the flow's clients use,
+    one per process: they find it running and start no other), with two additions: a sentinel stops it (and
+    anything else the run started) if this process is killed outright, and it starts with SIGINT blocked, so
+    that Ctrl-C in a terminal, which reaches the whole process group, stops the run (which then records its end
+    on the server) but not the server under it."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value() or _sentinel:
+        return
+    from seqcast import processes, sentinel
+
+    _sentinel.append(sentinel.start())
+    with processes.sigint_blocked():
+        SubprocessASGIServer().start()

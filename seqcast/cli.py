@@ -344,9 +344,10 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
                 with _terminal_filter(_not_in_summary):
                     outcome = pipeline.run_pipeline(config)
             else:
+                from flows._prefect import start_temporary_server
                 from flows.monthly_forecast import run_flow
 
-                _watch_temporary_server()
+                start_temporary_server()
                 _freeze_heap()
                 with _terminal_filter(_not_in_summary):  # (Prefect's handlers exist once the flow is imported)
                     outcome = run_flow(config, task_runner, dask_address)
@@ -366,29 +367,6 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
     _freeze_heap()  # what the run left is freed by the process's exit, not by a last collection
     if outcome_rejected := [b for b in outcome.batches if b.status in ("rejected", "refused")]:
         _fail(f"{len(outcome_rejected)} file(s) rejected; first: {outcome_rejected[0].error}", code=2)
-
-
-#: The sentinel watching this run, if it started one (a reference kept for the process's lifetime).
-_sentinel: list[Any] = []
-
-
-def _watch_temporary_server() -> None:
-    """With no Prefect server configured, the flow uses Prefect's temporary one, which Prefect stops when this
-    process exits. It is started here, the way Prefect starts it, with two additions: a sentinel stops it (and
-    anything else this run started) if this process is killed outright, and the server is started with SIGINT
-    blocked, so that Ctrl-C in a terminal, which reaches the whole process group, stops the run (which then
-    records its end on the server) but not the server under it."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value() or _sentinel:
-        return
-    from seqcast import processes, sentinel
-
-    _sentinel.append(sentinel.start())
-    # The same instance the flow's clients use (one per process): they find it running and start no other.
-    with processes.sigint_blocked():
-        SubprocessASGIServer().start()
 
 
 def _print_outcome(outcome: Any) -> None:

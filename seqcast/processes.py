@@ -7,6 +7,7 @@ spawned and loads them itself.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
@@ -14,6 +15,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.context import BaseContext
+
+import psutil
 
 #: The module of the jobs sent to the workers (loaded by the fork server, or by each spawned worker).
 JOBS_MODULE = "seqcast.pipeline"
@@ -62,8 +65,6 @@ def sigint_blocked() -> Iterator[None]:
 def training_pids() -> list[int]:
     """The training processes this process started: the children of its fork server, or, where processes are
     spawned, its own children that run multiprocessing's spawn entry point."""
-    import psutil
-
     server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
     try:
         if server is not None:
@@ -71,3 +72,16 @@ def training_pids() -> list[int]:
         return [p.pid for p in psutil.Process().children() if "multiprocessing.spawn" in " ".join(p.cmdline())]
     except psutil.Error:
         return []
+
+
+def end(found: list[psutil.Process], grace: float) -> None:
+    """Stop these processes: SIGTERM, then SIGKILL for those still alive after `grace` seconds; return once
+    all are gone (or another `grace` has passed). One already gone, or never seen, is skipped."""
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)

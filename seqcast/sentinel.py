@@ -12,12 +12,13 @@ exits at once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 
 import psutil
+
+from seqcast.processes import end
 
 #: How often the run's descendants are noted, and how long a survivor has to stop on SIGTERM.
 POLL_SECONDS = 0.5
@@ -44,13 +45,7 @@ def watch(run_pid: int) -> list[int]:
             break
     # `is_running` compares creation times: a process id reused since it was noted is left alone.
     survivors = [p for p in seen.values() if p.is_running()]
-    for process in survivors:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, stubborn = psutil.wait_procs(survivors, timeout=GRACE_SECONDS)
-    for process in stubborn:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+    end(survivors, GRACE_SECONDS)
     return [p.pid for p in survivors]
 
 

@@ -111,14 +111,7 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     for pid in pids:
         with contextlib.suppress(psutil.Error):
             found.append(psutil.Process(pid))
-    for process in found:
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
-    _, alive = psutil.wait_procs(found, timeout=STOP_SECONDS)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(alive, timeout=STOP_SECONDS)
+    processes.end(found, STOP_SECONDS)
     if manager is not None:
         if wakeup is not None:
             with contextlib.suppress(OSError, ValueError):  # (closed once the manager has left)

@@ -177,12 +177,9 @@ def test_serve_registers_the_monthly_schedule_and_runs_on_demand(
     """Served with a database password in --db-url: the runs use that database, the UI never sees the password."""
     import sqlalchemy as sa
 
-    from tests.conftest import fresh_pg_database
-
     data = tmp_path / "served"
     database = contextlib.ExitStack()
-    url = database.enter_context(fresh_pg_database(postgres_server))
-    with_password = sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+    url, with_password = database.enter_context(database_with_password(postgres_server))
     proc = subprocess.Popen(
         [str(BIN / "seqcast"), "serve", "--data-dir", str(data), "--model", "fake", "--db-url", with_password],
         env=server,
@@ -352,6 +349,17 @@ FAKE_ARGS = ("--model", "fake", "--statistical", "none", "-q")
 PASSWORD = "Pw-4b1d-never-shown"
 
 
+@contextlib.contextmanager
+def database_with_password(postgres_server: str) -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database: its URL, and the same URL with PASSWORD in it."""
+    import sqlalchemy as sa
+
+    from tests.conftest import fresh_pg_database
+
+    with fresh_pg_database(postgres_server) as url:
+        yield url, sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+
+
 def everything_the_server_holds(env: dict[str, str]) -> str:
     """Every flow run (with its parameters), task run, log line, artifact and deployment on the server, as text."""
 
@@ -392,13 +400,8 @@ def assert_nowhere(secret: str, *, server_env: dict[str, str], data_dir: Path, d
 def test_a_database_password_reaches_no_parameter_log_artifact_table_report_or_terminal(
     server: dict[str, str], tmp_path: Path, postgres_server: str
 ) -> None:
-    import sqlalchemy as sa
-
-    from tests.conftest import fresh_pg_database
-
     data_dir = tmp_path / "data"
-    with fresh_pg_database(postgres_server) as url:
-        with_password = sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+    with database_with_password(postgres_server) as (_, with_password):
         given = command(
             server, "seqcast", "run", "--data-dir", str(data_dir), "--db-url", with_password, *FAKE_ARGS, "--demo"
         )
@@ -418,11 +421,8 @@ def test_a_deployment_takes_its_database_url_from_a_secret_block(
     """What a deployment does: its parameters name a Secret block; the URL itself is read at run time."""
     import sqlalchemy as sa
 
-    from tests.conftest import fresh_pg_database
-
     data_dir = tmp_path / "data"
-    with fresh_pg_database(postgres_server) as url:
-        with_password = sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+    with database_with_password(postgres_server) as (url, with_password):
         script = (
             "import sys\n"
             "from prefect.blocks.system import Secret\n"

@@ -189,7 +189,7 @@ CREATE TABLE ingest_batches (
 	rows_rejected INTEGER DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (batch_id)
 );
-INSERT INTO ingest_batches VALUES('20261201T221509Z-5f8b316b8454-65b96f','/tmp/oldrel/seqcast/data/air_passengers.csv','/tmp/oldrel-data/archive/20261201T221509Z-5f8b316b8454-65b96f-air_passengers-1c7792399c.csv','5f8b316b84545d9cfb05612298df8415ce4c44421c7012d109465564b07ebc06','2026-12-01 22:15:09.668416','applied',NULL,144,144,0,0,0);
+INSERT INTO ingest_batches VALUES('20261201T221509Z-5f8b316b8454-65b96f','/opt/seqcast/data/air_passengers.csv','/srv/seqcast-data/archive/20261201T221509Z-5f8b316b8454-65b96f-air_passengers-1c7792399c.csv','5f8b316b84545d9cfb05612298df8415ce4c44421c7012d109465564b07ebc06','2026-12-01 22:15:09.668416','applied',NULL,144,144,0,0,0);
 CREATE TABLE rejected_rows (
 	batch_id VARCHAR(64) NOT NULL, 
 	row_number INTEGER NOT NULL, 
@@ -212,7 +212,7 @@ CREATE TABLE pipeline_runs (
 	data_dir TEXT, 
 	PRIMARY KEY (run_id)
 );
-INSERT INTO pipeline_runs VALUES('20261201T221509Z-d43c3c73',NULL,'2026-12-01 22:15:09.660562','2026-12-01 22:15:11.603102','completed',144,1,0,0,'{"batch_training": true, "chunk_size": 50, "data_dir": "/tmp/oldrel-data", "db_url": null, "epochs": 5, "fill_gaps": false, "global_model": null, "global_steps": 1500, "holdout": 12, "horizon": 12, "interval_level": 0.8, "lookback": null, "max_plots": 20, "models": ["rnn"], "preset": "default", "seed": 0, "series_id": null, "sources": [], "use_bundled_demo": true, "workers": 2}',NULL,'/tmp/oldrel-data');
+INSERT INTO pipeline_runs VALUES('20261201T221509Z-d43c3c73',NULL,'2026-12-01 22:15:09.660562','2026-12-01 22:15:11.603102','completed',144,1,0,0,'{"batch_training": true, "chunk_size": 50, "data_dir": "/srv/seqcast-data", "db_url": null, "epochs": 5, "fill_gaps": false, "global_model": null, "global_steps": 1500, "holdout": 12, "horizon": 12, "interval_level": 0.8, "lookback": null, "max_plots": 20, "models": ["rnn"], "preset": "default", "seed": 0, "series_id": null, "sources": [], "use_bundled_demo": true, "workers": 2}',NULL,'/srv/seqcast-data');
 CREATE TABLE model_runs (
 	model_id VARCHAR(64) NOT NULL, 
 	series_id VARCHAR(255) NOT NULL, 
@@ -227,8 +227,8 @@ CREATE TABLE model_runs (
 	run_id VARCHAR(64), 
 	PRIMARY KEY (model_id)
 );
-INSERT INTO model_runs VALUES('rnn-holdout-364940cfcb1207689823','air_passengers','rnn','holdout','daae5e4471bafacd','3db26ff240d1c39b8eeba6c15d60f8c0:holdout12','2026-12-01 22:15:11.588218',1.1562941840002167737,5,'/tmp/oldrel-data/models/rnn-holdout-364940cfcb1207689823.pt','20261201T221509Z-d43c3c73');
-INSERT INTO model_runs VALUES('rnn-final-2c549fcf6e60e2f2919b','air_passengers','rnn','final','daae5e4471bafacd','3db26ff240d1c39b8eeba6c15d60f8c0','2026-12-01 22:15:11.588237',0.16130124399978740257,5,'/tmp/oldrel-data/models/rnn-final-2c549fcf6e60e2f2919b.pt','20261201T221509Z-d43c3c73');
+INSERT INTO model_runs VALUES('rnn-holdout-364940cfcb1207689823','air_passengers','rnn','holdout','daae5e4471bafacd','3db26ff240d1c39b8eeba6c15d60f8c0:holdout12','2026-12-01 22:15:11.588218',1.1562941840002167737,5,'/srv/seqcast-data/models/rnn-holdout-364940cfcb1207689823.pt','20261201T221509Z-d43c3c73');
+INSERT INTO model_runs VALUES('rnn-final-2c549fcf6e60e2f2919b','air_passengers','rnn','final','daae5e4471bafacd','3db26ff240d1c39b8eeba6c15d60f8c0','2026-12-01 22:15:11.588237',0.16130124399978740257,5,'/srv/seqcast-data/models/rnn-final-2c549fcf6e60e2f2919b.pt','20261201T221509Z-d43c3c73');
 CREATE TABLE training_history (
 	model_id VARCHAR(64) NOT NULL, 
 	epoch INTEGER NOT NULL, 
