@@ -32,6 +32,10 @@ _EXPORTS = {
     "run_backtest": "seqcast.backtest",
     "score": "seqcast.evaluate",
     "seasonal_naive": "seqcast.evaluate",
+    "read_forecasts": "seqcast.readers",
+    "read_metrics": "seqcast.readers",
+    "read_accuracy": "seqcast.readers",
+    "record_outcomes": "seqcast.ledger",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -162,6 +162,15 @@ class RunConfig(BaseModel):
         True, description="Train a chunk's networks as one batched computation (False: one by one, the reference)."
     )
     max_plots: int = Field(20, ge=0, description="Series plotted per run (forecast and loss curve), first by id.")
+    degradation_factor: float = Field(
+        2.0,
+        gt=1,
+        description="A series is degraded (and retrained) when its published forecasts' realised MASE is above "
+        "this many times the holdout MASE they were published with.",
+    )
+    degradation_months: int = Field(
+        6, ge=1, description="The latest realised months of a series that degradation is judged on."
+    )
     workers: int = Field(2, ge=1, description="Training tasks at once.")
     use_bundled_demo: bool | None = Field(
         None,
@@ -332,6 +341,8 @@ class _Settings(BaseSettings):
     workers: int | None = None
     batch_training: bool | None = None
     max_plots: int | None = None
+    degradation_factor: float | None = None
+    degradation_months: int | None = None
     global_steps: int | None = None
     statistical: list[str] | None = None
     combine: bool | None = None

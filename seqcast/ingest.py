@@ -654,6 +654,12 @@ def ingest_files(
             reports.append(BatchReport(exc.batch_id, str(source), "rejected", error=str(exc)))
         except IngestFailure as exc:
             reports.append(BatchReport(exc.batch_id, str(source), "failed", error=str(exc)))
+    changed = {s for r in reports if r.rows_inserted or r.rows_updated for s in r.series}
+    if changed:
+        # The months just observed settle earlier forecasts: the ledger records how they did.
+        from seqcast import ledger
+
+        ledger.record_outcomes(engine, changed)
     return reports
 
 

@@ -6,8 +6,10 @@ and returns what `store.write_run` writes in one transaction, and the `RunOutcom
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -64,6 +66,35 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def digest(validation: Validation, forecast: Forecast) -> str:
+    """Hash of what a series publishes (its holdout scores and forecast rows): equal exactly when a run would
+    publish the same rows for it."""
+    payload = [
+        [validation.holdout_start, validation.holdout_end, forecast.champion],
+        sorted([k, [_finite(v) for v in c.scores.__dict__.values()]] for k, c in validation.candidates.items()),
+        [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.__dict__.items()} for r in forecast.rows],
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def unchanged(
+    validations: Sequence[Any], forecasts: Sequence[Any], previous: Mapping[str, tuple[str, str]]
+) -> dict[str, str]:
+    """The series whose published rows would repeat the stored ones (series -> the run whose rows stand).
+
+    Args:
+        previous: per series, the run whose rows are its latest published ones and their `digest`.
+    """
+    by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
+    out = {}
+    for f in forecasts:
+        if isinstance(f, Forecast) and f.series_id in previous and f.series_id in by_val:
+            run_id, sha = previous[f.series_id]
+            if digest(by_val[f.series_id], f) == sha:
+                out[f.series_id] = run_id
+    return out
+
+
 def run_rows(
     run_id: str,
     ingested: Ingested,
@@ -75,13 +106,16 @@ def run_rows(
     now: datetime,
     database: str,
     data_dir: str,
+    previous: Mapping[str, tuple[str, str]] | None = None,
 ) -> tuple[RunRows, RunOutcome]:
     """The rows a run writes, and its outcome.
 
     A series is `trained` when any of its models was not yet published (a fit left by a killed run counts
     here) or it has no stored model, `reused` otherwise; a series that failed in a stage is `failed`; one the
-    snapshot left out, `skipped`.
+    snapshot left out, `skipped`. A series whose rows would repeat those an earlier run published (`previous`,
+    see `unchanged`) gets no metrics or forecast rows: the earlier run's stand, and its status row names it.
     """
+    same = unchanged(validations, forecasts, previous or {})
     by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
     by_fc = published(validations, fits, forecasts)
@@ -108,14 +142,21 @@ def run_rows(
         is_new = not records or any(r.model_id not in known_models for r in records)
         (trained if is_new else reused).append(sid)
         filled = snap.filled.get(sid)
+        degraded = snap.degraded.get(sid)
+        stands = same.get(sid)
+        why = "new or revised data" if is_new else "data and config unchanged: stored models reused"
         status_rows.append(
             {
                 "run_id": run_id,
                 "series_id": sid,
                 "status": "trained" if is_new else "reused",
-                "reason": ("new or revised data" if is_new else "data and config unchanged: stored models reused")
+                "reason": (f"{degraded}; retrained" if degraded else why)
                 + (f"; {filled} missing month(s) interpolated" if filled else "")
-                + (f"; published {forecast.reason}" if forecast.reason else ""),
+                + (f"; published {forecast.reason}" if forecast.reason else "")
+                + (f"; forecast unchanged: run {stands}'s rows stand" if stands else ""),
+                "degraded": degraded is not None,
+                "forecast_run_id": stands or run_id,
+                "forecast_sha256": digest(validation, forecast),
             }
         )
         for r in records:
@@ -137,8 +178,13 @@ def run_rows(
                 model_id=None if candidate.model is None else candidate.model.model_id,
             )
             metrics_out.append(metric)
-            metric_rows.append(_metric_row(metric, run_id))
+            if not stands:
+                metric_rows.append(_metric_row(metric, run_id))
         for row in forecast.rows:
+            if row.is_champion:
+                forecasts_out.append(row)
+            if stands:
+                continue
             forecast_rows.append(
                 {
                     "run_id": run_id,
@@ -148,12 +194,8 @@ def run_rows(
                     **{k: _finite(getattr(row, k)) for k in _OPTIONAL_FLOATS},
                 }
             )
-            if row.is_champion:
-                forecasts_out.append(row)
-    status_rows += [{"run_id": run_id, "series_id": s.series_id, "status": "skipped", "reason": s.reason}
-                    for s in snap.skipped]  # fmt: skip
-    status_rows += [{"run_id": run_id, "series_id": s.series_id, "status": "failed", "reason": s.reason}
-                    for s in not_published]  # fmt: skip
+    status_rows += [_status(run_id, s, "skipped", snap) for s in snap.skipped]
+    status_rows += [_status(run_id, s, "failed", snap) for s in not_published]
     skipped = (*snap.skipped, *not_published)
     rows = RunRows(
         run_id=run_id,
@@ -180,8 +222,15 @@ def run_rows(
         forecasts=tuple(forecasts_out),
         database=database,
         data_dir=data_dir,
+        degraded={sid: why for sid, why in snap.degraded.items() if sid in champions},
+        unchanged=same,
     )
     return rows, outcome
+
+
+def _status(run_id: str, skip: Skip, status: str, snap: Snapshot) -> dict[str, Any]:
+    return {"run_id": run_id, "series_id": skip.series_id, "status": status, "reason": skip.reason,
+            "degraded": skip.series_id in snap.degraded, "forecast_run_id": None, "forecast_sha256": None}  # fmt: skip
 
 
 def _model_row(r: ModelRecord, run_id: str, now: datetime) -> dict[str, Any]:

@@ -31,6 +31,13 @@ class SeriesRef:
     first_period: str
     last_period: str
     missing_months: int
+    #: Set for a series to be retrained whatever the cache holds (a degraded series): part of its model key.
+    retrain: str = ""
+
+    @property
+    def model_key(self) -> str:
+        """What the series' own models are keyed on: its data, and a retrain mark where there is one."""
+        return f"{self.data_hash}:{self.retrain}" if self.retrain else self.data_hash
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Snapshot:
     skipped: tuple[Skip, ...]
     #: Months interpolated per series (with fill_gaps).
     filled: dict[str, int] = field(default_factory=dict)
+    #: Series whose published forecasts degraded (`seqcast.ledger`), with why: retrained this run.
+    degraded: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,10 @@ class RunOutcome:
     report: str = ""
     #: Per-series notes that did not stop the series (a chart not drawn).
     notes: tuple[Skip, ...] = ()
+    #: Degraded series (retrained this run), with why.
+    degraded: dict[str, str] = field(default_factory=dict)
+    #: Series whose forecast did not change: the earlier run's published rows stand (series -> that run).
+    unchanged: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- codec

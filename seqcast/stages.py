@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from seqcast import artifacts, ingest, lake, plots, progress, publish, store, workers
+from seqcast import artifacts, ingest, lake, ledger, plots, progress, publish, store, workers
 from seqcast import forecast as fc
 from seqcast._files import safe_name
 from seqcast.config import MODEL_CODE_VERSION, RunConfig
@@ -87,7 +87,7 @@ def stage_key(stage: str, config: RunConfig, refs: Sequence[SeriesRef] | None = 
         extra,
     ]
     if refs is not None:
-        parts.extend(f"{r.series_id}={r.data_hash}" for r in refs)
+        parts.extend(f"{r.series_id}={r.model_key}" for r in refs)
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
     return f"{stage}-{digest}"
 
@@ -208,19 +208,29 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
         grown = frame.groupby("series_id").size() - before
         filled = {str(k): int(v) for k, v in grown.items() if v > 0}
     refs = lake.snapshot(frame, paths.lake)
+    engine = store.engine(config.database_url())
+    ledger.record_outcomes(engine)  # (ingest records them too; this catches a store filled by other means)
+    degraded = ledger.degraded_series(engine, config.degradation_factor, config.degradation_months)
     eligible, skipped = [], []
     for ref in refs:
         reason = fc.ineligible_reason(ref)
         if reason:
             skipped.append(Skip(ref.series_id, reason))
             log.warning("series %r not trained: %s", ref.series_id, reason, extra={"in_summary": True})
+        elif ref.series_id in degraded:
+            d = degraded[ref.series_id]
+            log.warning("series %r %s: retrained", ref.series_id, d.reason, extra={"in_summary": True})
+            # The mark changes with the evidence: retrained once per new judgement, not at every run.
+            eligible.append(dataclasses.replace(ref, retrain=f"degraded-{d.outcomes}-{d.realised_mase:.6g}"))
         else:
             eligible.append(ref)
-    return Snapshot(tuple(eligible), tuple(skipped), filled)
+    marked = {r.series_id: degraded[r.series_id].reason for r in eligible if r.retrain}
+    return Snapshot(tuple(eligible), tuple(skipped), filled, marked)
 
 
 def _snapshot_key(config: RunConfig, version: str) -> str:
-    return stage_key("snapshot", config, extra=version)
+    # (The ledger, which degradation is judged on, changes only with the observations.)
+    return stage_key("snapshot", config, extra=f"{version}-d{config.degradation_factor}-{config.degradation_months}")
 
 
 # ------------------------------------------------------------------------------------------ per chunk
@@ -348,6 +358,7 @@ def publish_stage(
         now=store.utcnow(),
         database=store.redacted(config.database_url()),
         data_dir=str(config.paths().root),
+        previous=store.latest_published(engine),
     )
     store.write_run(engine, rows)
     return outcome

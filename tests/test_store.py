@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from seqcast import store
 from seqcast.store import schema
-from tests.conftest import read_only_copy
+from tests.conftest import fresh_pg_database, read_only_copy
 
 RELEASE_01 = Path(__file__).parent / "data" / "release-0.1.sql"
 #: The columns `latest_forecasts` had in release 0.1 (later ones are added after them).
@@ -95,3 +95,41 @@ def test_views_can_be_read_from_a_read_only_copy_of_a_data_folder(tmp_path: Path
         assert sorted(p.name for p in copy.iterdir()) == ["seqcast.db"]  # nothing was created beside it
     assert len(frame) == 12 and frame["period"].is_monotonic_increasing
     assert set(one["series_id"]) == {"air_passengers"} and len(one) == 2
+
+
+def test_the_schema_documents_are_generated_from_the_definitions() -> None:
+    from seqcast.store import docs
+
+    root = Path(__file__).parents[1] / "docs"
+    assert (root / "schema.md").read_text() == docs.schema_markdown(), "run: python -m seqcast.store.docs docs/"
+    assert (root / "dbt" / "sources.yml").read_text() == docs.dbt_sources()
+    described = {item["name"]: item for item in docs.described()}
+    assert set(described) == (set(schema.metadata.tables) - {"seqcast_meta"}) | set(schema.VIEWS)
+    for item in described.values():
+        assert item["description"] and item["key"], item["name"]
+        assert all(c["description"] for c in item["columns"]), item["name"]
+
+
+def test_postgresql_holds_every_description_as_a_comment(postgres_server: str) -> None:
+    # (SQLite has no comments: the generated docs are its documentation.)
+    with fresh_pg_database(postgres_server) as db_url:
+        engine = store.engine(db_url)
+        try:
+            inspector = sa.inspect(engine)
+            for table in schema.metadata.sorted_tables:
+                comments = {c["name"]: c.get("comment") for c in inspector.get_columns(table.name)}
+                assert comments == {c.name: c.comment for c in table.columns}, table.name
+                assert inspector.get_table_comment(table.name)["text"] == table.comment
+        finally:
+            store.dispose(db_url)
+
+
+def test_the_newest_migration_creates_the_views_as_the_schema_declares_them() -> None:
+    from importlib import import_module
+
+    newest = import_module(f"seqcast.store.migrations.versions.{store.HEAD}_forecast_ledger")
+
+    def words(sql: str) -> list[str]:
+        return sql.split()
+
+    assert {k: words(v) for k, v in newest.VIEWS.items()} == {k: words(v) for k, v in schema.VIEWS.items()}

@@ -26,7 +26,7 @@ from seqcast.store.schema import meta_table
 log = logging.getLogger(__name__)
 
 #: The newest migration (tests check it against `migrations/versions`).
-HEAD = "0003"
+HEAD = "0004"
 #: The first migration: databases created before migrations existed hold exactly its schema.
 BASELINE = "0001"
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -70,6 +70,22 @@ def known_model_ids_in(conn: Connection, ids: list[str]) -> set[str]:
     return known
 
 
+def latest_published(engine: Engine) -> dict[str, tuple[str, str]]:
+    """Per series: the run whose rows are its latest published ones, and their digest (`publish.digest`)."""
+    rows = read_table(
+        engine,
+        """
+        SELECT series_id, forecast_run_id, forecast_sha256 FROM (
+            SELECT s.series_id, s.forecast_run_id, s.forecast_sha256,
+                   ROW_NUMBER() OVER (PARTITION BY s.series_id ORDER BY r.started_at DESC, r.run_id DESC) AS rn
+            FROM series_status s JOIN pipeline_runs r ON r.run_id = s.run_id
+            WHERE r.status = 'completed' AND s.forecast_sha256 IS NOT NULL
+        ) ranked WHERE rn = 1
+        """,
+    )
+    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows.itertuples(index=False)}
+
+
 def read_query(
     engine: Engine, query: sa.Select[Any] | sa.TextClause, params: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -112,12 +128,27 @@ def run_outcome(engine: Engine, run_id: str | None, database: str, data_dir: str
         if run is None:
             raise LookupError(f"no completed run {run_id!r}" if run_id else "no completed run yet")
         rid = str(run["run_id"])
-        metric_rows = conn.execute(sa.select(schema.metrics).where(schema.metrics.c.run_id == rid)).mappings().all()
-        f_t = schema.forecasts
-        forecast_rows = (
-            conn.execute(sa.select(f_t).where(f_t.c.run_id == rid, f_t.c.is_champion.is_(True))).mappings().all()
+        s_t, m_t, f_t = schema.series_status, schema.metrics, schema.forecasts
+        # A series whose forecast did not change has its rows in the run that published them first.
+        source = sa.func.coalesce(s_t.c.forecast_run_id, s_t.c.run_id)
+        metric_rows = (
+            conn.execute(
+                sa.select(m_t)
+                .join(s_t, sa.and_(s_t.c.series_id == m_t.c.series_id, source == m_t.c.run_id))
+                .where(s_t.c.run_id == rid)
+            )
+            .mappings()
+            .all()
         )
-        s_t = schema.series_status
+        forecast_rows = (
+            conn.execute(
+                sa.select(f_t)
+                .join(s_t, sa.and_(s_t.c.series_id == f_t.c.series_id, source == f_t.c.run_id))
+                .where(s_t.c.run_id == rid, f_t.c.is_champion.is_(True))
+            )
+            .mappings()
+            .all()
+        )
         statuses = conn.execute(sa.select(s_t).where(s_t.c.run_id == rid).order_by(s_t.c.series_id)).mappings().all()
         b_t = schema.ingest_batches
         batches = (

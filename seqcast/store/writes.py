@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from seqcast.store.schema import (
     backtest_metrics,
+    forecast_outcomes,
     ingest_batches,
     meta_table,
     metrics,
@@ -394,3 +395,15 @@ def write_backtest(engine: Engine, backtest_id: str, scores: pd.DataFrame, horiz
     ]
     with engine.begin() as conn:
         insert(conn, backtest_metrics, records)
+
+
+def replace_outcomes(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Write forecast outcomes, replacing any recorded before for the same forecast row: one transaction."""
+    key = ("run_id", "series_id", "model_kind", "period")
+    delete = forecast_outcomes.delete().where(*(forecast_outcomes.c[k] == sa.bindparam(f"k_{k}") for k in key))
+    with engine.begin() as conn:
+        _serialise_writers(conn)
+        for start in range(0, len(rows), 20_000):
+            part = rows[start : start + 20_000]
+            conn.execute(delete, [{f"k_{k}": r[k] for k in key} for r in part])
+            conn.execute(forecast_outcomes.insert(), part)
