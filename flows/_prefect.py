@@ -221,7 +221,29 @@ def report_artifacts(outcome: RunOutcome) -> RunOutcome:
         description=f"Published forecasts (the champion of each series). {forecasts_note}",
     )
     create_markdown_artifact(key="run-summary", markdown=summary_markdown(outcome), description="Run summary")
+    emit_degraded(outcome)
     return outcome
+
+
+#: The event a degraded series emits (an automation can act on it: deployments/automations/).
+DEGRADED_EVENT = "seqcast.series.degraded"
+
+
+def emit_degraded(outcome: RunOutcome) -> None:
+    """One Prefect event per series the run found degraded (`seqcast.ledger`): resource `seqcast.series.<id>`,
+    the run's flow run related (Prefect adds it), the reason in the payload."""
+    from prefect.events import emit_event
+
+    for series_id, reason in sorted(outcome.degraded.items()):
+        emit_event(
+            event=DEGRADED_EVENT,
+            resource={
+                "prefect.resource.id": f"seqcast.series.{series_id}",
+                "prefect.resource.name": series_id,
+                "seqcast.series-id": series_id,
+            },
+            payload={"series_id": series_id, "reason": reason, "run_id": outcome.run_id},
+        )
 
 
 _AFTER: dict[str, Callable[[Any], Any]] = {"report": report_artifacts}

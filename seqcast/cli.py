@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import gc
 import logging
@@ -386,6 +387,17 @@ def _print_outcome(outcome: Any) -> None:
         console.print(f"skipped   ... and {len(outcome.skipped) - SHOWN_NAMES} more (table series_status)")
     for item in outcome.notes[:SHOWN_NAMES]:
         console.print(f"note      {item.series_id}: {item.reason}")
+    for series_id, reason in list(outcome.degraded.items())[:SHOWN_NAMES]:
+        console.print(f"degraded  {series_id}: {reason.removeprefix('degraded: ')}; retrained")
+    if len(outcome.degraded) > SHOWN_NAMES:
+        console.print(f"degraded  ... and {len(outcome.degraded) - SHOWN_NAMES} more (series_status.degraded)")
+    if outcome.unchanged:
+        stands = sorted(set(outcome.unchanged.values()))
+        console.print(
+            f"unchanged {len(outcome.unchanged)} series' forecasts: the rows of run {', '.join(stands[:3])}"
+            + (" ..." if len(stands) > 3 else "")
+            + " stand (nothing copied)"
+        )
     if outcome.champions:
         console.print(f"champions {champion_counts(outcome)}")
     metric_rows = metrics_table(outcome)
@@ -468,7 +480,36 @@ def _reader(data_dir: str | None, db_url: str | None) -> Any:
     return store.reader(config.database_url())
 
 
-def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str | None) -> None:
+class Format(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FormatOption = typer.Option(
+    Format.table, "--format", help="table (for people), csv or json (every column, for programs) [default: table]."
+)
+
+
+def _emit(frame: Any, fmt: Format, title: str, shown: list[str]) -> None:
+    """Rows as a table of the `shown` columns for people, or every column as CSV or JSON on stdout."""
+    import datetime as dt
+    import sys
+
+    if fmt is not Format.table:  # dates and times as ISO text, whatever the database returned them as
+        frame = frame.map(lambda v: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else
+                          v.isoformat() if isinstance(v, dt.date) else v)  # fmt: skip
+    if fmt is Format.csv:
+        frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
+        return
+    if fmt is Format.json:
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso", indent=1) + "\n")
+        return
+    rows = [{k: _human(k, r[k]) for k in shown} for r in frame.to_dict("records")]
+    _print_table(title, rows)
+
+
+def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str | None, fmt: Format) -> None:
     from seqcast import store
 
     engine = _reader(data_dir, db_url)
@@ -482,15 +523,19 @@ def _query_view(view: str, series: str | None, data_dir: str | None, db_url: str
         "latest_forecasts": ["series_id", "model_kind", "period", "step", "yhat", "yhat_lower", "yhat_upper"],
         "latest_metrics": ["series_id", "model_kind", "mape", "smape", "mase", "is_champion"],
     }[view]
-    rows = [{k: _human(k, r[k]) for k in shown} for r in frame.to_dict("records")]
-    _print_table(f"{view} (run {frame['run_id'].iloc[0]})", rows)
+    runs = sorted(set(frame["run_id"]))
+    _emit(frame, fmt, f"{view} (run {runs[-1]})" if len(runs) == 1 else f"{view} ({len(runs)} runs)", shown)
 
 
 def _human(column: str, value: Any) -> str:
-    if column == "period":
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if column in ("period", "first_period", "last_period"):
         return str(value)[:7]
     if column == "is_champion":
         return "yes" if value else ""
+    if column.startswith("coverage"):
+        return f"{value:.0%}"
     if isinstance(value, float):
         return f"{value:.2f}" if column != "mase" else f"{value:.3f}"
     return str(value)
@@ -499,21 +544,62 @@ def _human(column: str, value: Any) -> str:
 @command
 def forecasts(
     series: str = typer.Option(None, "--series", help="Only this series [default: all]."),
+    fmt: Format = FormatOption,
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
     """Print the latest published forecasts (the `latest_forecasts` view)."""
-    _query_view("latest_forecasts", series, data_dir, db_url)
+    _query_view("latest_forecasts", series, data_dir, db_url, fmt)
 
 
 @command
 def metrics(
     series: str = typer.Option(None, "--series", help="Only this series [default: all]."),
+    fmt: Format = FormatOption,
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
     """Print the latest holdout metrics (the `latest_metrics` view)."""
-    _query_view("latest_metrics", series, data_dir, db_url)
+    _query_view("latest_metrics", series, data_dir, db_url, fmt)
+
+
+class Window(enum.StrEnum):
+    last_12_months = "last_12_months"
+    all_time = "all_time"
+
+
+@command
+def accuracy(
+    series: str = typer.Option(None, "--series", help="Only this series [default: all]."),
+    window: Window = typer.Option(
+        Window.last_12_months, "--window", help="The series' last 12 realised months, or all of them."
+    ),
+    every_model: bool = typer.Option(
+        False, "--every-model", help="Every model a run scored [default: the published forecasts only]."
+    ),
+    fmt: Format = FormatOption,
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Print how published forecasts did once their months were observed (the forecast ledger's views
+    `champion_accuracy`, or `forecast_accuracy` with --every-model)."""
+    from seqcast.readers import _select
+
+    view = "forecast_accuracy" if every_model else "champion_accuracy"
+    engine = _reader(data_dir, db_url)
+    try:
+        frame = _select(engine, view, series, {"window_name": window.value})
+    finally:
+        engine.dispose()
+    if frame.empty:
+        _fail(
+            f"no realised forecasts yet{f' for series {series!r}' if series else ''}: the ledger fills as actuals "
+            "arrive for months that runs forecast"
+        )
+    frame = frame.sort_values([c for c in ("series_id", "model_kind") if c in frame]).reset_index(drop=True)
+    shown = ["series_id", *(["model_kind"] if every_model else []), "months", "first_period", "last_period", "mae",
+             "mase", "smape", "bias", "coverage", "coverage_outer"]  # fmt: skip
+    _emit(frame, fmt, f"{view} ({window.value})", shown)
 
 
 @command
@@ -544,6 +630,7 @@ def backtest(
         None, "--output", "-o", help="CSV: one row per series, model, origin, step [default: none]."
     ),
     workers: int = typer.Option(None, "--workers", help="Training processes [env SEQCAST_WORKERS; default 2]."),
+    fmt: Format = FormatOption,
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
@@ -584,7 +671,7 @@ def backtest(
             frame, config, horizon, windows, progress=lambda n: bar.advance(task_id, n / windows)
         )
     for item in skipped:
-        console.print(f"skipped   {item['series_id']}: {item['reason']}", highlight=False)
+        (console if fmt is Format.table else err).print(f"skipped   {item['series_id']}: {item['reason']}")
     if forecasts.empty:
         _fail("no series long enough to backtest")
     metrics = bt.window_metrics(forecasts, frame, config.interval_levels)
@@ -597,12 +684,16 @@ def backtest(
     if output:
         bt.write_csv(forecasts, output)
     summary = bt.summarise(metrics).reset_index()
-    rows = [
-        {str(k): (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()}
-        for r in summary.to_dict("records")
-    ]
-    _print_table(f"Backtest {backtest_id}: {windows} origins x {horizon} months", rows)
-    console.print(
+    if fmt is Format.table:
+        rows = [
+            {str(k): (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in r.items()}
+            for r in summary.to_dict("records")
+        ]
+        _print_table(f"Backtest {backtest_id}: {windows} origins x {horizon} months", rows)
+    else:
+        _emit(summary, fmt, "", [])
+    # (With csv or json, stdout holds the rows alone.)
+    (console if fmt is Format.table else err).print(
         f"stored    backtest_metrics (backtest_id {backtest_id})" + (f"; CSV {output}" if output else ""),
         highlight=False,
     )
@@ -679,3 +770,25 @@ def serve(
     url = {"SEQCAST_DB_URL": config.db_url} if config.db_url else {}
     with environment(**url):
         serve_monthly(config.model_copy(update={"db_url": None}), cron or DEFAULT_CRON, timezone or DEFAULT_TIMEZONE)
+
+
+@command
+def automation(
+    webhook_block: str = typer.Option(
+        ..., "--webhook-block", help="Name of the Prefect Webhook block to call (its URL stays in the block)."
+    ),
+) -> None:
+    """Create the sample automation on the Prefect server (PREFECT_API_URL): when a run finds a series degraded,
+    call the webhook (deployments/automations/series-degraded.yaml). An automation of the same name is replaced."""
+    _prefect_env()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        _fail("automations live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    from flows.automations import create_degraded_automation
+
+    try:
+        created = create_degraded_automation(webhook_block)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"automation seqcast-series-degraded ({created}): degraded series call webhook {webhook_block}")

@@ -528,3 +528,50 @@ def test_a_failed_run_notifies_the_configured_webhook(server: dict[str, str], tm
     assert body["flow_run"].startswith("monthly-forecast-20")
     assert "the snapshot is broken on purpose" in body["message"]
     assert "token=abc" not in everything_the_server_holds(server)  # the webhook URL is a credential too
+
+
+#: Saves a Prefect Webhook block calling the URL given (a receiver on loopback: private URLs allowed).
+WEBHOOK_BLOCK = (
+    "import sys\nfrom prefect.blocks.webhook import Webhook\n"
+    "Webhook(url=sys.argv[1], allow_private_urls=True).save(sys.argv[2], overwrite=True)\n"
+)
+
+
+def test_a_degraded_series_emits_an_event_the_sample_automation_sends_to_a_webhook(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from tests.conftest import synthetic_panel
+
+    receiver = Receiver()
+    try:
+        saved = subprocess.run(
+            [sys.executable, "-c", WEBHOOK_BLOCK, receiver.url, "seqcast-test-degraded"], env=server, timeout=120
+        )
+        assert saved.returncode == 0
+        created = command(server, "seqcast", "automation", "--webhook-block", "seqcast-test-degraded")
+        assert created.returncode == 0, created.stderr[-3000:]
+        assert "seqcast-series-degraded" in created.stdout
+
+        panel = synthetic_panel(3, months=60)
+        panel["period"] = pd.to_datetime(panel["period"]).dt.strftime("%Y-%m")
+        head = tmp_path / "head.csv"
+        panel.groupby("series_id").head(48).to_csv(head, index=False)
+        # s001 breaks: its next three months are three times anything its history promised.
+        later = panel.groupby("series_id").nth([48, 49, 50])
+        later = later.assign(value=later["value"].where(later["series_id"] != "s001", later["value"] * 3))
+        jump = tmp_path / "jump.csv"
+        later.to_csv(jump, index=False)
+        data = str(tmp_path / "data")
+        for source in (head, jump):
+            done = command(server, "seqcast", "run", "--data-dir", data, "--source", str(source), *FAKE_ARGS)
+            assert done.returncode == 0, done.stderr[-3000:]
+        assert "s001" in done.stdout and "degraded" in done.stdout  # the summary says so too
+        # The event goes to the server, its trigger fires, the action calls the webhook: wait on the call itself.
+        assert receiver.received.wait(timeout=180), "the automation did not call the webhook"
+    finally:
+        receiver.close()
+    [body] = receiver.bodies
+    assert body["event"] == "seqcast.series.degraded" and body["series_id"] == "s001"
+    assert body["reason"].startswith("degraded: ") and body["run_id"]
