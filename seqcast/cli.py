@@ -705,33 +705,40 @@ def report(
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
-    """Write the static HTML page of a run (tables and plots) into the data folder's reports/.
+    """Write a run's page and the index across runs (from the published tables) into the data folder's reports/.
 
-    In a read-only data folder the page is written to the current folder instead.
+    In a read-only data folder the pages are written to the current folder instead.
     """
-    import dataclasses
-
+    from seqcast import report as pages
     from seqcast import store
-    from seqcast.report import write_html
 
     config = _config(data_dir=data_dir, db_url=db_url)
     engine = _reader(data_dir, db_url)
     try:
-        outcome = store.run_outcome(engine, run_id, store.redacted(config.database_url()), str(config.paths().root))
-    except LookupError as exc:
-        _fail(str(exc))
+        try:
+            chosen = store.run_outcome(engine, run_id, "", "").run_id if run_id is None else run_id
+            frames = store.run_page_frames(engine, chosen)
+        except LookupError as exc:
+            _fail(str(exc))
+        overview = store.runs_overview(engine, pages.INDEX_RUNS)
     finally:
         engine.dispose()
-    folder = config.paths().plots / outcome.run_id
-    outcome = dataclasses.replace(outcome, plots=tuple(sorted(str(p.resolve()) for p in folder.glob("*.png"))))
-    reports = config.paths().reports
+    database = store.redacted(config.database_url())
+    plots = config.paths().plots.resolve()
+    level = f"{config.interval_levels[0]:.0%}"
+
+    def write(folder: Path) -> Path:
+        page = pages.write_run_page(frames, folder, plots, database, config.validation_months)
+        pages.write_index(overview, folder, database, level)
+        return page
+
     try:
-        reports.mkdir(parents=True, exist_ok=True)
-        page = write_html(outcome, reports.resolve())
+        page = write(config.paths().reports.resolve())
     except OSError:
-        page = write_html(outcome, Path.cwd())
-        console.print("note      the data folder cannot be written: the page is in the current folder")
+        page = write(Path.cwd())
+        console.print("note      the data folder cannot be written: the pages are in the current folder")
     console.print(f"report    {page}")
+    console.print(f"index     {page.parent / 'index.html'}")
 
 
 @command
@@ -792,3 +799,35 @@ def automation(
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"automation seqcast-series-degraded ({created}): degraded series call webhook {webhook_block}")
+
+
+@command
+def prune(
+    keep_runs: int = typer.Option(..., "--keep-runs", min=1, help="Completed runs to keep (the latest)."),
+    data_dir: str = DataDir,
+    db_url: str = DbUrl,
+) -> None:
+    """Remove old runs' charts and pages, and model files no kept run uses. Received files, observations, the
+    forecast ledger and every table are kept."""
+    from seqcast import prune as pruning
+    from seqcast import report as pages
+    from seqcast import store
+
+    config = _config(data_dir=data_dir, db_url=db_url)
+    if config.db_url is None and not config.paths().database.exists():
+        _fail(f"no database at {config.paths().database}: nothing to prune")
+    try:
+        with run_lock(config):
+            engine = store.engine(config.database_url())
+            done = pruning.prune(engine, config.paths(), keep_runs)
+            reports = config.paths().reports.resolve()
+            if reports.is_dir():  # the index no longer links the removed pages
+                overview = store.runs_overview(engine, pages.INDEX_RUNS)
+                level = f"{config.interval_levels[0]:.0%}"
+                pages.write_index(overview, reports, store.redacted(config.database_url()), level)
+    except RunInProgress as exc:
+        _fail(str(exc))
+    console.print(
+        f"pruned    {done.charts} run(s)' charts, {done.pages} page(s), {done.models} model file(s); "
+        f"{done.bytes_freed / 2**20:.1f} MiB freed; kept runs {', '.join(done.kept_runs) or 'none'}"
+    )

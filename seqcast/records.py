@@ -266,6 +266,8 @@ class RunOutcome:
     degraded: dict[str, str] = field(default_factory=dict)
     #: Series whose forecast did not change: the earlier run's published rows stand (series -> that run).
     unchanged: dict[str, str] = field(default_factory=dict)
+    #: The headline numbers of the run's page (label, value), for the summary.
+    headline: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- codec

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from seqcast import artifacts, ingest, lake, ledger, plots, progress, publish, store, workers
+from seqcast import artifacts, ingest, lake, ledger, plots, progress, publish, report, store, workers
 from seqcast import forecast as fc
 from seqcast._files import safe_name
 from seqcast.config import MODEL_CODE_VERSION, RunConfig
@@ -43,7 +43,6 @@ from seqcast.records import (
     Snapshot,
     Validation,
 )
-from seqcast.report import write_html
 
 log = logging.getLogger(__name__)
 
@@ -373,23 +372,37 @@ def charts_stage(run_id: str, config: RunConfig, validations: Sequence[Any], fit
     """
     published = publish.published(validations, fits, forecasts)
     shown = sorted(published)[: config.max_plots]
-    folder = (config.paths().plots / run_id).resolve()
+    plots = config.paths().plots.resolve()
+    folder = plots / run_id
     engine = store.engine(config.database_url())
+    # A series whose forecast did not change keeps the charts of the run whose rows stand (nothing is redrawn).
+    stands = {sid: rid for sid, rid in publish.unchanged(validations, forecasts, store.latest_published(engine)).items()
+              if rid != run_id}  # fmt: skip
+    kept: list[str] = []
     by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
+    past = store.past_forecasts(engine, shown)
     jobs = []
     for sid in shown:
+        earlier = [plots / stands[sid] / f"{safe_name(sid)}-{name}.png" for name in ("forecast", "loss")] if (
+            sid in stands) else []  # fmt: skip
+        if earlier and earlier[0].is_file():
+            kept += [str(p) for p in earlier if p.is_file()]
+            continue
         history = store.load_observations(engine, [sid])
         holdout_periods = history["period"].iloc[-config.validation_months :].dt.date.astype(str).tolist()
-        predictions = {k: list(c.prediction) for k, c in by_val[sid].candidates.items()}
+        champion_kind = published[sid].champion
+        predictions = {k: list(c.prediction) for k, c in by_val[sid].candidates.items()
+                       if k in (champion_kind, "seasonal_naive")}  # fmt: skip
         champion = pd.DataFrame([r.__dict__ for r in published[sid].rows if r.is_champion])
         losses = {k: [list(row) for row in r.history] for k, r in by_fit[sid].models.items() if r.history}
-        jobs.append((sid, history, {"periods": holdout_periods, "predictions": predictions}, champion, losses, folder))
+        jobs.append((sid, history, {"periods": holdout_periods, "predictions": predictions}, champion, losses, folder,
+                     past.get(sid)))  # fmt: skip
     # Drawing is the slow part: the series are drawn in the training processes at once (in this process, one at
     # a time: pyplot is not thread-safe).
     with ThreadPoolExecutor(max_workers=config.workers if workers.in_processes() else 1) as pool:
         drawn = list(pool.map(lambda job: workers.call(_plot_series_safely, *job), jobs))
-    paths = tuple(p for result in drawn if isinstance(result, tuple) for p in result)
+    paths = tuple(kept) + tuple(p for result in drawn if isinstance(result, tuple) for p in result)
     failed = tuple(r for r in drawn if isinstance(r, Skip))
     return Charts(paths, failed)
 
@@ -410,12 +423,12 @@ def _plot_series(
     forecasts: pd.DataFrame,
     losses: dict[str, list[list[float | None]]],
     folder: Path,
+    past: pd.DataFrame | None = None,
 ) -> tuple[str, ...]:
-    """One series' charts: history with holdout predictions and forecast, and the final models' loss."""
+    """One series' charts: recent history with holdout predictions, past forecasts and the forecast, and the
+    final models' loss."""
     stem = safe_name(sid)
-    chart = plots.plot_forecast(
-        history, holdout, forecasts, folder / f"{stem}-forecast.png", f"{sid}: actual, holdout predictions, forecast"
-    )
+    chart = plots.plot_forecast(history, holdout, forecasts, folder / f"{stem}-forecast.png", sid, past)
     if not losses:
         return (str(chart),)
     loss = plots.plot_loss(losses, folder / f"{stem}-loss.png", f"{sid}: training loss")
@@ -423,10 +436,40 @@ def _plot_series(
 
 
 def report_stage(outcome: RunOutcome, config: RunConfig, charts: Charts) -> RunOutcome:
-    """Write the run's HTML page (tables and charts); return the outcome with the charts and the page."""
+    """Write the run's page and the index across runs (from the published tables); return the outcome with the
+    charts, the page and the headline numbers.
+
+    A run that changed nothing (no new data, every forecast standing from one earlier run) writes no page of its
+    own: the earlier run's page is its page.
+    """
     outcome = dataclasses.replace(outcome, plots=charts.paths, notes=(*outcome.notes, *charts.failed))
-    page = write_html(outcome, config.paths().reports.resolve())
-    return dataclasses.replace(outcome, report=str(page.resolve()))
+    page = write_pages(store.engine(config.database_url()), outcome, config)
+    return dataclasses.replace(outcome, report=str(page.page.resolve()), headline=page.headline)
+
+
+@dataclass(frozen=True)
+class Pages:
+    page: Path
+    headline: tuple[tuple[str, str], ...]
+
+
+def write_pages(engine: Any, outcome: RunOutcome, config: RunConfig, reports: Path | None = None) -> Pages:
+    """A run's page (unless an earlier one stands for it) and the index, into `reports` (default the data
+    folder's reports/)."""
+    reports = (reports or config.paths().reports).resolve()
+    frames = store.run_page_frames(engine, outcome.run_id)
+    database = store.redacted(config.database_url())
+    stands = set(outcome.unchanged.values())
+    earlier = reports / report.page_name(next(iter(stands))) if len(stands) == 1 else None
+    same = not (outcome.new_observations or outcome.revised_observations or outcome.trained or outcome.skipped)
+    if same and earlier is not None and earlier.is_file() and set(outcome.unchanged) == set(outcome.champions):
+        page = earlier
+    else:
+        page = report.write_run_page(frames, reports, config.paths().plots.resolve(), database,
+                                     config.validation_months)  # fmt: skip
+    report.write_index(store.runs_overview(engine, report.INDEX_RUNS), reports, database,
+                       f"{config.interval_levels[0]:.0%}")  # fmt: skip
+    return Pages(page, report.headline(frames))
 
 
 def _run_key(run_id: str, *_: Any) -> str:

@@ -86,6 +86,24 @@ def latest_published(engine: Engine) -> dict[str, tuple[str, str]]:
     return {str(r[0]): (str(r[1]), str(r[2])) for r in rows.itertuples(index=False)}
 
 
+def past_forecasts(engine: Engine, series_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """Per series, the published (champion) forecast of each month now observed, the freshest of each: period,
+    yhat, actual, step, run_id (from the ledger)."""
+    from seqcast.store.schema import forecast_outcomes as x
+
+    out: dict[str, pd.DataFrame] = {}
+    for start in range(0, len(series_ids), 500):
+        query = (
+            sa.select(x.c.series_id, x.c.period, x.c.yhat, x.c.actual, x.c.step, x.c.run_id)
+            .where(x.c.is_champion.is_(True), x.c.series_id.in_(series_ids[start : start + 500]))
+            .order_by(x.c.series_id, x.c.period, x.c.published_at, x.c.run_id)
+        )
+        frame = read_query(engine, query)
+        for sid, group in frame.groupby("series_id", sort=False):
+            out[str(sid)] = group.drop_duplicates("period", keep="last").reset_index(drop=True)
+    return out
+
+
 def read_query(
     engine: Engine, query: sa.Select[Any] | sa.TextClause, params: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -203,3 +221,104 @@ def run_outcome(engine: Engine, run_id: str | None, database: str, data_dir: str
         database=database,
         data_dir=data_dir,
     )
+
+
+def run_page_frames(engine: Engine, run_id: str) -> dict[str, pd.DataFrame]:
+    """What a run's report page shows, as published: its run row, per-series statuses with the champion's and
+    seasonal naive's holdout MASE, the champion forecasts, the last 12 actuals, realised accuracy and batches.
+
+    A series whose forecast did not change is read from the run whose rows stand. Raises LookupError when there
+    is no such run.
+    """
+    params = {"run": run_id}
+    run = read_table(engine, "SELECT * FROM pipeline_runs WHERE run_id = :run", params)
+    if run.empty:
+        raise LookupError(f"no run {run_id!r}")
+    series = read_table(
+        engine,
+        """
+        SELECT s.series_id, s.status, s.reason, s.degraded, COALESCE(s.forecast_run_id, s.run_id) AS source_run,
+               c.model_kind AS champion, c.mase AS champion_mase, n.mase AS naive_mase
+        FROM series_status s
+        LEFT JOIN metrics c ON c.run_id = COALESCE(s.forecast_run_id, s.run_id) AND c.series_id = s.series_id
+                           AND c.is_champion = TRUE
+        LEFT JOIN metrics n ON n.run_id = COALESCE(s.forecast_run_id, s.run_id) AND n.series_id = s.series_id
+                           AND n.model_kind = 'seasonal_naive'
+        WHERE s.run_id = :run
+        ORDER BY s.series_id
+        """,
+        params,
+    )
+    forecasts = read_table(
+        engine,
+        """
+        SELECT f.* FROM forecasts f
+        JOIN series_status s ON s.series_id = f.series_id AND COALESCE(s.forecast_run_id, s.run_id) = f.run_id
+        WHERE s.run_id = :run AND f.is_champion = TRUE
+        ORDER BY f.series_id, f.period
+        """,
+        params,
+    )
+    recent = read_table(
+        engine,
+        """
+        SELECT series_id, period, value FROM (
+            SELECT o.series_id, o.period, o.value,
+                   ROW_NUMBER() OVER (PARTITION BY o.series_id ORDER BY o.period DESC) AS rn
+            FROM observations o JOIN series_status s ON s.series_id = o.series_id AND s.run_id = :run
+        ) ranked WHERE rn <= 12 ORDER BY series_id, period
+        """,
+        params,
+    )
+    accuracy = read_table(
+        engine,
+        """
+        SELECT a.* FROM champion_accuracy a JOIN series_status s ON s.series_id = a.series_id AND s.run_id = :run
+        WHERE a.window_name = 'last_12_months'
+        """,
+        params,
+    )
+    started, finished = run["started_at"].iloc[0], run["finished_at"].iloc[0]
+    batches = read_table(
+        engine,
+        "SELECT * FROM ingest_batches WHERE received_at >= :a AND received_at <= :b ORDER BY received_at",
+        {"a": started, "b": finished if finished is not None and not pd.isna(finished) else started},
+    )
+    return {"run": run, "series": series, "forecasts": forecasts, "recent": recent, "accuracy": accuracy,
+            "batches": batches}  # fmt: skip
+
+
+def runs_overview(engine: Engine, limit: int = 60) -> dict[str, pd.DataFrame]:
+    """What the report index shows: the latest runs, each series' status and champion per run, and the realised
+    accuracy of each run's published forecasts and of each observed month."""
+    runs = read_table(
+        engine,
+        "SELECT run_id, started_at, finished_at, status, new_observations, series_trained, series_reused, "
+        "series_skipped, message FROM pipeline_runs ORDER BY started_at DESC, run_id DESC LIMIT :n",
+        {"n": limit},
+    )
+    series = read_table(
+        engine,
+        """
+        SELECT s.run_id, s.series_id, s.status, s.degraded, COALESCE(s.forecast_run_id, s.run_id) AS source_run,
+               c.model_kind AS champion, c.mase AS champion_mase
+        FROM series_status s
+        JOIN (SELECT run_id FROM pipeline_runs ORDER BY started_at DESC, run_id DESC LIMIT :n) r ON r.run_id = s.run_id
+        LEFT JOIN metrics c ON c.run_id = COALESCE(s.forecast_run_id, s.run_id) AND c.series_id = s.series_id
+                           AND c.is_champion = TRUE
+        """,
+        {"n": limit},
+    )
+    by_run = read_table(
+        engine,
+        "SELECT run_id, COUNT(*) AS outcomes, AVG(scaled_error) AS realised_mase, "
+        "CAST(AVG(CASE WHEN covered THEN 1.0 WHEN covered IS NULL THEN NULL ELSE 0.0 END) AS FLOAT) AS coverage "
+        "FROM forecast_outcomes WHERE is_champion = TRUE GROUP BY run_id",
+    )
+    by_month = read_table(
+        engine,
+        "SELECT period, COUNT(*) AS outcomes, AVG(scaled_error) AS realised_mase, "
+        "CAST(AVG(CASE WHEN covered THEN 1.0 WHEN covered IS NULL THEN NULL ELSE 0.0 END) AS FLOAT) AS coverage "
+        "FROM forecast_outcomes WHERE is_champion = TRUE GROUP BY period ORDER BY period",
+    )
+    return {"runs": runs, "series": series, "by_run": by_run, "by_month": by_month}
