@@ -54,6 +54,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        # The UI's pages call the API at this address (by default it assumes port 4200).
+        "PREFECT_UI_API_URL": url,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("PREFECT_API_URL", None)
@@ -575,3 +577,46 @@ def test_a_degraded_series_emits_an_event_the_sample_automation_sends_to_a_webho
     [body] = receiver.bodies
     assert body["event"] == "seqcast.series.degraded" and body["series_id"] == "s001"
     assert body["reason"].startswith("degraded: ") and body["run_id"]
+
+
+@pytest.mark.browser
+def test_the_runs_summary_artifact_shows_the_pages_headline_in_the_ui_and_links_only_within_it(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    import re
+    import sqlite3
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from tests.browser import rendered, screenshot
+
+    data = tmp_path / "data"
+    done = command(server, "seqcast", "run", "--data-dir", str(data), "--demo", *FAKE_ARGS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with sqlite3.connect(data / "seqcast.db") as conn:
+        flow_run_id = conn.execute("SELECT flow_run_id FROM pipeline_runs").fetchone()[0]
+
+    async def summary(client):
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=["run-summary"])
+            )
+        )
+        return found[0]
+
+    artifact = api(server, summary)
+    page = Path(next(p for p in (data / "reports").glob("2*.html")))
+    cards = re.findall(r'<div class="value">([^<]*)</div><div class="label">([^<]*)</div>', page.read_text())
+    assert cards
+    url = server["PREFECT_API_URL"].removesuffix("/api") + f"/artifacts/artifact/{artifact.id}"
+    dom = rendered(url, budget_ms=20000)
+    shown = re.sub(r"<[^>]+>", " ", dom)
+    for value, label in cards:  # the same headline numbers as the report page
+        assert re.search(rf"{re.escape(label)}\s+{re.escape(value)}", shown), (label, value)
+    # What the summary links opens from the UI: only pages of the same server, never a file on another disk.
+    summary_html = dom[dom.index("markdown-renderer") :]
+    links = re.findall(r'<a [^>]*href="([^"]+)"', summary_html)
+    assert all(link.startswith(("/", server["PREFECT_API_URL"].removesuffix("/api"))) for link in links), links
+    assert "file:" not in summary_html
+    image = screenshot(url, tmp_path / "artifact.png", width=1280, height=1600, budget_ms=20000)
+    assert image.std() > 10  # a page was drawn, not a blank window
