@@ -158,8 +158,11 @@ def test_prune_keeps_the_latest_runs_files_and_never_received_files_observations
     assert sorted(p.name for p in (root / "plots").iterdir()) == sorted(kept)
     assert sorted(p.stem.rsplit("-", 1)[0] for p in (root / "reports").glob("2*.html")) == sorted(kept)
     with sqlite3.connect(root / "seqcast.db") as conn:
-        used = {r[0] for r in conn.execute("SELECT model_id FROM metrics WHERE run_id IN (?, ?) "
-                                           "UNION SELECT model_id FROM forecasts WHERE run_id IN (?, ?)", kept * 2)}  # fmt: skip
+        sql = (
+            "SELECT model_id FROM metrics WHERE run_id IN (?, ?) "
+            "UNION SELECT model_id FROM forecasts WHERE run_id IN (?, ?)"
+        )
+        used = {r[0] for r in conn.execute(sql, kept * 2)}
         first = {r[0] for r in conn.execute("SELECT model_id FROM forecasts WHERE run_id = ?", (outcomes[0].run_id,))}
     on_disk = {p.stem for p in (root / "models").glob("*.pt")}
     assert used - {None} <= on_disk and not (first - used) & on_disk
