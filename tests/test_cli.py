@@ -102,14 +102,16 @@ def test_report_writes_a_static_page_with_tables_and_plots(tmp_path: Path, data:
     assert ran.exit_code == 0, ran.stderr
     result = runner.invoke(app, ["report", *data])
     assert result.exit_code == 0, result.stderr
-    page = Path(result.output.split("report", 1)[1].strip())
+    lines = dict(line.split(None, 1) for line in result.output.splitlines())
+    page, index = Path(lines["report"]), Path(lines["index"])
     html = page.read_text()
-    assert page.parent == (tmp_path / "data" / "reports").resolve()
-    assert "Holdout metrics" in html and "seasonal_naive" in html and "1961-12" in html
+    assert page.parent == index.parent == (tmp_path / "data" / "reports").resolve()
+    assert "<h3>air_passengers</h3>" in html and "seasonal naive" in html and "holdout MASE" in html
     images = [part.split('"', 1)[0] for part in html.split('<img src="')[1:]]
     assert len(images) == 2 and all((page.parent / src).resolve().is_file() for src in images)
+    assert page.name in index.read_text()
     missing = runner.invoke(app, ["report", "--run-id", "nope", *data])
-    assert missing.exit_code == 1 and "no completed run 'nope'" in missing.stderr
+    assert missing.exit_code == 1 and "no run 'nope'" in missing.stderr
 
 
 def _panel(tmp_path: Path, ids: list[str]) -> Path:
