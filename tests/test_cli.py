@@ -21,7 +21,8 @@ def data(tmp_path: Path) -> list[str]:
 
 
 def test_help_everywhere() -> None:
-    for args in ([], ["run"], ["ingest"], ["forecasts"], ["metrics"]):
+    for args in ([], ["run"], ["ingest"], ["forecasts"], ["metrics"], ["accuracy"], ["prune"], ["report"],
+                 ["automation"], ["backtest"], ["serve"]):  # fmt: skip
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
 
@@ -219,3 +220,41 @@ def test_failures_are_one_line_for_every_command(tmp_path: Path, trouble: str) -
         assert done.returncode != 0, (command, done.stdout)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (command, done.stderr)
+
+
+def test_rows_print_as_a_table_csv_or_json_and_accuracy_reads_the_ledger(tmp_path: Path, data: list[str]) -> None:
+    import io
+    import json
+
+    import pandas as pd
+
+    from seqcast.ingest import bundled_series_path
+
+    air = pd.read_csv(bundled_series_path())
+    head = tmp_path / "air.csv"
+    air.iloc[:132].to_csv(head, index=False)
+    ran = runner.invoke(app, [*FAKE_RUN[:-1], "--source", str(head), "--series-id", "air", *data])
+    assert ran.exit_code == 0, ran.stderr
+
+    table = runner.invoke(app, ["forecasts", *data])
+    assert table.exit_code == 0 and "latest_forecasts (run " in table.output and "1960-01" in table.output
+    csv = runner.invoke(app, ["forecasts", "--format", "csv", *data])
+    frame = pd.read_csv(io.StringIO(csv.output))
+    assert len(frame) == 12 and {"yhat_lower_outer", "published_at", "interval_level"} <= set(frame.columns)
+    assert frame["period"].iloc[0] == "1960-01-01"
+    metrics = json.loads(runner.invoke(app, ["metrics", "--format", "json", *data]).output)
+    assert {m["model_kind"] for m in metrics} >= {"fake", "seasonal_naive"} and metrics[0]["holdout_start"]
+
+    none_yet = runner.invoke(app, ["accuracy", *data])
+    assert none_yet.exit_code == 1 and "no realised forecasts yet" in none_yet.stderr
+    later = tmp_path / "later.csv"
+    air.iloc[132:135].to_csv(later, index=False)
+    assert runner.invoke(app, ["ingest", str(later), "--series-id", "air", *data]).exit_code == 0
+    shown = runner.invoke(app, ["accuracy", *data])
+    assert shown.exit_code == 0 and "champion_accuracy (last_12_months)" in shown.output
+    rows = json.loads(runner.invoke(app, ["accuracy", "--every-model", "--format", "json", *data]).output)
+    fake = next(r for r in rows if r["model_kind"] == "fake")
+    assert fake["months"] == 3 and fake["window_name"] == "last_12_months" and 0 <= fake["coverage"] <= 1
+    every = pd.read_csv(io.StringIO(runner.invoke(app, ["accuracy", "--window", "all_time", "--format", "csv",
+                                                         *data]).output))  # fmt: skip
+    assert list(every["series_id"]) == ["air"] and every["mase"].notna().all()

@@ -243,3 +243,28 @@ def test_readers_return_the_ecosystems_columns(tmp_path: Path, panel: pd.DataFra
     with pytest.raises(ValueError, match="window must be"):
         seqcast.read_accuracy(config.data_dir, window="ever")  # type: ignore[arg-type]
     assert not any(math.isnan(v) for v in published["seqcast"])
+
+
+def test_a_series_judged_degraded_is_retrained_without_new_data(tmp_path: Path, panel: pd.DataFrame) -> None:
+    config = first_run(tmp_path, panel)
+    jump = panel[panel["series_id"] == "s001"].iloc[48:51].assign(value=lambda f: f["value"] * 3)
+    calm = panel[panel["series_id"] != "s001"].groupby("series_id").nth([48, 49, 50])
+    lenient = config.model_copy(update={"degradation_factor": 1000.0, "degradation_months": 1})
+    # Judged on one month at a time and a lenient factor, nothing is degraded yet: the data's arrival retrains all.
+    arrive(tmp_path, lenient, pd.concat([jump, calm]), "new.csv")
+    settled = pipeline.run_pipeline(lenient)
+    assert not settled.degraded and not settled.trained
+    # The same data, judged by the default rule: s001 is degraded and retrained; the others stay reused.
+    judged = pipeline.run_pipeline(config)
+    assert set(judged.degraded) == {"s001"}
+    assert judged.trained == ("s001",) and set(judged.reused) == {"s000", "s002"}
+
+
+def test_readers_default_to_the_configured_data_folder(
+    tmp_path: Path, panel: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = first_run(tmp_path, panel)
+    monkeypatch.setenv("SEQCAST_DATA_DIR", config.data_dir)
+    monkeypatch.delenv("SEQCAST_DB_URL", raising=False)
+    assert seqcast.read_forecasts().equals(seqcast.read_forecasts(config.data_dir))
+    assert len(seqcast.read_metrics()) == len(seqcast.read_metrics(config.database_url()))
