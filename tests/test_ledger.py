@@ -104,34 +104,36 @@ def test_a_revised_actual_updates_its_outcome_and_the_old_value_stays_in_revisio
 def test_accuracy_views_cover_the_last_12_realised_months_and_all_time(db_url: str, tmp_path: Path,
                                                                          panel: pd.DataFrame) -> None:  # fmt: skip
     url = None if db_url.startswith("sqlite") else db_url
-    config = first_run(tmp_path, panel, url)
-    # 12 months arrive one at a time, each run publishing anew: 78 realised (run, month) pairs per series and kind.
-    for month in range(48, 60):
-        arrive(tmp_path, config, panel.groupby("series_id").nth(month), f"m{month}.csv")
+    config = RunConfig(data_dir=str(tmp_path / "data"), db_url=url, **FAKE)
+    # Run 1 forecasts months 37-48 from 36; they all arrive, and run 2 forecasts 49-60; then 49-53 arrive.
+    arrive(tmp_path, config, panel.groupby("series_id").head(36), "head.csv")
+    arrive(tmp_path, config, panel.groupby("series_id").nth(list(range(36, 48))), "year.csv")
+    from seqcast import ingest, store
+
+    engine = store.engine(config.database_url())
+    later = write_months(tmp_path / "later.csv", panel.groupby("series_id").nth(list(range(48, 53))))
+    ingest.ingest_files(engine, config.paths(), [later])
     frame = seqcast.read_accuracy(config.database_url(), window="all_time")
     recent = seqcast.read_accuracy(config.database_url())
     published = seqcast.read_accuracy(config.database_url(), published_only=True, window="all_time")
 
     fake = frame[(frame["unique_id"] == "s000") & (frame["model"] == "fake")].iloc[0]
-    assert fake["months"] == 12 and fake["outcomes"] == 12 * 13 // 2  # run k forecast the 12 - k later months
+    assert fake["months"] == 17 and fake["outcomes"] == 17
+    fake_recent = recent[(recent["unique_id"] == "s000") & (recent["model"] == "fake")].iloc[0]
+    assert fake_recent["months"] == 12 and fake_recent["outcomes"] == 12
+    assert str(fake_recent["first_period"])[:7] == str(panel["period"].iloc[41])[:7]
     assert set(recent["window_name"]) == {"last_12_months"} and set(frame["window_name"]) == {"all_time"}
-    assert (recent["months"] <= 12).all()
     ledger_rows = pd.read_sql_query(
-        "SELECT * FROM forecast_outcomes WHERE series_id = 's000' AND model_kind = 'fake'",
-        _connectable(config, url),
+        "SELECT * FROM forecast_outcomes WHERE series_id = 's000' AND model_kind = 'fake'", engine
     )
+    assert len(ledger_rows) == 17
     assert fake["mae"] == pytest.approx(ledger_rows["error"].abs().mean())
     assert fake["mase"] == pytest.approx(ledger_rows["scaled_error"].mean())
     assert fake["bias"] == pytest.approx(-ledger_rows["error"].mean())
     assert fake["coverage"] == pytest.approx(ledger_rows["covered"].astype(bool).mean())
+    assert fake["coverage_outer"] == pytest.approx(ledger_rows["covered_outer"].astype(bool).mean())
     assert fake["interval_level"] == pytest.approx(0.8) and fake["interval_level_outer"] == pytest.approx(0.95)
     assert set(published["unique_id"]) == {"s000", "s001", "s002"} and "model" not in published
-
-
-def _connectable(config: RunConfig, url: str | None):  # type: ignore[no-untyped-def]
-    from seqcast import store
-
-    return store.engine(config.database_url())
 
 
 def test_judge_marks_a_series_whose_realised_mase_is_far_above_its_holdout_or_whose_intervals_miss() -> None:
