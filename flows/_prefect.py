@@ -249,6 +249,12 @@ def emit_degraded(outcome: RunOutcome) -> None:
 _AFTER: dict[str, Callable[[Any], Any]] = {"report": report_artifacts}
 
 
+DASK_NEEDS_SERVER = (
+    "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
+    "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
+)
+
+
 def task_runner(kind: str, address: str | None, workers: int, threads_per_worker: int) -> Any:
     """Threads in this process (training in `workers` processes), or Dask workers (one thread each).
 
@@ -261,10 +267,7 @@ def task_runner(kind: str, address: str | None, workers: int, threads_per_worker
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise ValueError(
-            "--task-runner dask needs a running Prefect server (each Dask worker would otherwise start its own): "
-            "run `prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`"
-        )
+        raise ValueError(DASK_NEEDS_SERVER)
     from prefect_dask.task_runners import DaskTaskRunner
 
     if address:

@@ -39,6 +39,17 @@ DataDir = typer.Option(None, "--data-dir", help="Data folder [env SEQCAST_DATA_D
 DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [env SEQCAST_DB_URL; default SQLite in the data folder].")
 
 
+class Format(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FormatOption = typer.Option(
+    Format.table, "--format", help="table (for people), csv or json (every column, for programs) [default: table]."
+)
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(Text.assemble(("error:", "bold red"), " ", " ".join(str(message).split())))
     raise typer.Exit(code)
@@ -249,6 +260,12 @@ def run(
         help="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 [default: a local one].",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, no task logs [default: logs too]."),
+    fmt: Format = typer.Option(
+        Format.table,
+        "--format",
+        help="table: the summary for people; csv: the published forecast rows; json: the run's outcome with them "
+        "[default: table].",
+    ),
     demo: bool = typer.Option(
         None,
         "--demo/--no-demo",
@@ -285,6 +302,14 @@ def run(
         _fail(f"unknown orchestrator {orchestrator!r}: use 'prefect' or 'none'")
     if task_runner not in ("threads", "dask"):
         _fail(f"unknown task runner {task_runner!r}: use 'threads' or 'dask'")
+    if task_runner == "dask":  # said at once, before a temporary server would be started for nothing
+        _prefect_env()
+        from prefect.settings import PREFECT_API_URL
+
+        from flows._prefect import DASK_NEEDS_SERVER
+
+        if not PREFECT_API_URL.value():
+            _fail(DASK_NEEDS_SERVER)
     _held.enter_context(_stop_signals())
     try:  # held from here to the end: of two runs started at once, one runs and the other says so
         _held.enter_context(run_lock(config))
@@ -293,7 +318,7 @@ def run(
     except OSError as exc:
         _fail(f"cannot use the data folder {config.paths().root}: {one_line(exc)}")
     try:
-        _run(config, orchestrator, task_runner, dask_address, quiet)
+        _run(config, orchestrator, task_runner, dask_address, quiet, fmt)
     finally:
         _held.close()
 
@@ -302,7 +327,8 @@ def run(
 _held = contextlib.ExitStack()
 
 
-def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: str | None, quiet: bool) -> None:
+def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: str | None, quiet: bool,
+         fmt: Format = Format.table) -> None:  # fmt: skip
     from seqcast import store
 
     if config.db_url:
@@ -359,9 +385,12 @@ def _run(config: RunConfig, orchestrator: str, task_runner: str, dask_address: s
     finally:
         progress.set_reporter(None)
         progress.set_stop_listener(None)
-    _print_outcome(outcome)
+    if fmt is Format.table:
+        _print_outcome(outcome)
+    else:
+        _emit_outcome(outcome, fmt, config.database_url())
     if not outcome.trained and not outcome.reused and not outcome.skipped and not outcome.batches:
-        console.print(
+        (console if fmt is Format.table else err).print(
             f"hint      nothing to forecast yet: drop CSV or Parquet files into {config.paths().inbox}, "
             "or give --source FILE (--demo ingests the bundled series)"
         )
@@ -415,6 +444,39 @@ def _print_outcome(outcome: Any) -> None:
     console.print(f"database  {outcome.database}")
     if outcome.plots:
         console.print(f"plots     {Path(outcome.plots[0]).parent}")
+
+
+def _emit_outcome(outcome: Any, fmt: Format, url: Any) -> None:
+    """The run for programs: its published forecast rows, every one (csv), or its outcome with them (json)."""
+    import json
+    import sys
+
+    from seqcast import store
+
+    engine = store.reader(url)
+    try:
+        rows = store.run_page_frames(engine, outcome.run_id)["forecasts"]
+    finally:
+        engine.dispose()
+    if fmt is Format.csv:
+        _emit(rows, fmt, "", [])
+        return
+    document = {
+        "run_id": outcome.run_id,
+        "new_observations": outcome.new_observations,
+        "revised_observations": outcome.revised_observations,
+        "trained": list(outcome.trained),
+        "reused": list(outcome.reused),
+        "not_published": [{"series_id": s.series_id, "reason": s.reason} for s in outcome.skipped],
+        "degraded": outcome.degraded,
+        "unchanged": outcome.unchanged,
+        "champions": outcome.champions,
+        "headline": dict(outcome.headline),
+        "report": outcome.report,
+        "database": outcome.database,
+        "forecasts": json.loads(rows.to_json(orient="records", date_format="iso")),
+    }
+    sys.stdout.write(json.dumps(document, indent=1) + "\n")
 
 
 def _freeze_heap() -> None:
@@ -478,17 +540,6 @@ def _reader(data_dir: str | None, db_url: str | None) -> Any:
     if config.db_url is None and not config.paths().database.exists():
         _fail(f"no database at {config.paths().database}: run `seqcast run` first")
     return store.reader(config.database_url())
-
-
-class Format(enum.StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-FormatOption = typer.Option(
-    Format.table, "--format", help="table (for people), csv or json (every column, for programs) [default: table]."
-)
 
 
 def _emit(frame: Any, fmt: Format, title: str, shown: list[str]) -> None:

@@ -146,9 +146,9 @@ def judge(
     the publishing run promised, column `holdout_mase`).
 
     Over a series' `months` latest realised months: degraded when its realised MASE (every forecast of those
-    months) is above `factor` times the holdout MASE, or when so few of those months' actuals fell inside the
-    (first) interval of their freshest forecast that a calibrated interval would give so few with probability
-    under `COVERAGE_ALPHA`. Rows come in publishing order.
+    months) is above `factor` times the holdout MASE, or when so few of those months' actuals fell inside either
+    interval of their freshest forecast (`covered` at `interval_level`, and `covered_outer` where given) that a
+    calibrated interval would give so few with probability under `COVERAGE_ALPHA`. Rows come in publishing order.
     """
     out: dict[str, Degradation] = {}
     for sid, group in outcomes.groupby("series_id", sort=True):
@@ -161,19 +161,21 @@ def judge(
         # Coverage on one outcome per month, the freshest forecast of it: forecasts of one month by several runs
         # miss together, and counting each would call a calibrated interval degraded.
         freshest = recent.drop_duplicates("period", keep="last")
-        covered = freshest["covered"].dropna().astype(bool)
-        level = float(recent["interval_level"].astype(float).max())
-        coverage = float(covered.mean()) if len(covered) else float("nan")
         reasons = []
         if math.isfinite(realised) and math.isfinite(promised) and realised > factor * promised:
             reasons.append(f"realised MASE {realised:.2f} over {len(recent)} forecasts against holdout {promised:.2f}")
-        inside = int(covered.sum())
-        if (
-            len(covered) >= min_outcomes
-            and math.isfinite(level)
-            and _binomial_cdf(inside, len(covered), level) < COVERAGE_ALPHA
-        ):
-            reasons.append(f"{inside} of {len(covered)} actuals inside the {level:.0%} interval")
+        shares = []
+        for column, level_column in (("covered", "interval_level"), ("covered_outer", "interval_level_outer")):
+            if column not in freshest:
+                continue
+            covered = freshest[column].dropna().astype(bool)
+            level = float(pd.to_numeric(freshest[level_column], errors="coerce").max())
+            shares.append((float(covered.mean()) if len(covered) else float("nan"), level))
+            inside = int(covered.sum())
+            if len(covered) >= min_outcomes and math.isfinite(level) and (
+                    _binomial_cdf(inside, len(covered), level) < COVERAGE_ALPHA):  # fmt: skip
+                reasons.append(f"{inside} of {len(covered)} actuals inside the {level:.0%} interval")
+        coverage, level = shares[0] if shares else (float("nan"), float("nan"))
         if reasons:
             out[str(sid)] = Degradation(
                 str(sid), len(recent), realised, promised, coverage, level, "degraded: " + "; ".join(reasons)
@@ -186,7 +188,14 @@ def degraded_series(engine: Engine, factor: float, months: int) -> dict[str, Deg
     x, m = schema.forecast_outcomes, schema.metrics
     query = (
         sa.select(
-            x.c.series_id, x.c.period, x.c.scaled_error, x.c.covered, x.c.interval_level, m.c.mase.label("holdout_mase")
+            x.c.series_id,
+            x.c.period,
+            x.c.scaled_error,
+            x.c.covered,
+            x.c.interval_level,
+            x.c.covered_outer,
+            x.c.interval_level_outer,
+            m.c.mase.label("holdout_mase"),
         )
         .join(m, sa.and_(m.c.run_id == x.c.run_id, m.c.series_id == x.c.series_id, m.c.model_kind == x.c.model_kind))
         .where(x.c.is_champion.is_(True))

@@ -258,3 +258,24 @@ def test_rows_print_as_a_table_csv_or_json_and_accuracy_reads_the_ledger(tmp_pat
     every = pd.read_csv(io.StringIO(runner.invoke(app, ["accuracy", "--window", "all_time", "--format", "csv",
                                                          *data]).output))  # fmt: skip
     assert list(every["series_id"]) == ["air"] and every["mase"].notna().all()
+
+
+def test_run_prints_its_published_rows_as_csv_or_its_outcome_as_json(tmp_path: Path) -> None:
+    import io
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    common = [sys.executable, "-m", "seqcast", "run", "--orchestrator", "none", "--model", "fake", "--statistical",
+              "none", "--demo", "-q", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    done = subprocess.run([*common, "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)  # stdout holds the JSON alone
+    assert outcome["trained"] == ["air_passengers"] and len(outcome["forecasts"]) == 12
+    assert outcome["headline"]["series published"] == "1" and outcome["report"].endswith(".html")
+    again = subprocess.run([*common, "--format", "csv"], capture_output=True, text=True, timeout=300)
+    rows = pd.read_csv(io.StringIO(again.stdout))
+    # Nothing changed: the rows that stand are the first run's, all of them.
+    assert len(rows) == 12 and set(rows["run_id"]) == {outcome["run_id"]} and rows["yhat"].notna().all()

@@ -163,6 +163,12 @@ def test_judge_marks_a_series_whose_realised_mase_is_far_above_its_holdout_or_wh
     assert set(judged) == {"worse", "missed", "recovered"}
     assert "realised MASE 2.73 over 4 forecasts against holdout 1.00" in judged["worse"].reason
     assert "0 of 4 actuals inside the 80% interval" in judged["missed"].reason
+    # Half the actuals outside the 95% interval is evidence; half outside the 80% one, over six months, is not yet.
+    wide = rows("wide_misses", [1.0] * 6, [True, True, True, False, False, False], 1.0).assign(
+        covered_outer=[True, True, True, False, False, False], interval_level_outer=0.95
+    )
+    judged_wide = ledger.judge(wide, factor=2.0, months=6)
+    assert judged_wide["wide_misses"].reason == "degraded: 3 of 6 actuals inside the 95% interval"
     # Over the latest two months, with two outcomes enough: "recovered" has, two misses are not yet evidence.
     assert set(ledger.judge(outcomes, factor=2.0, months=2, min_outcomes=2)) == {"worse", "too_few"}
 
