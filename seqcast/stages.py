@@ -208,7 +208,7 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
         filled = {str(k): int(v) for k, v in grown.items() if v > 0}
     refs = lake.snapshot(frame, paths.lake)
     engine = store.engine(config.database_url())
-    ledger.record_outcomes(engine)  # (ingest records them too; this catches a store filled by other means)
+    # (The ledger is settled by ingest, as the months arrive.)
     degraded = ledger.degraded_series(engine, config.degradation_factor, config.degradation_months)
     eligible, skipped = [], []
     for ref in refs:
@@ -357,7 +357,7 @@ def publish_stage(
         now=store.utcnow(),
         database=store.redacted(config.database_url()),
         data_dir=str(config.paths().root),
-        previous=store.latest_published(engine),
+        previous=store.latest_published(engine, other_than=run_id),
     )
     store.write_run(engine, rows)
     return outcome
@@ -376,8 +376,8 @@ def charts_stage(run_id: str, config: RunConfig, validations: Sequence[Any], fit
     folder = plots / run_id
     engine = store.engine(config.database_url())
     # A series whose forecast did not change keeps the charts of the run whose rows stand (nothing is redrawn).
-    stands = {sid: rid for sid, rid in publish.unchanged(validations, forecasts, store.latest_published(engine)).items()
-              if rid != run_id}  # fmt: skip
+    previous = store.latest_published(engine, other_than=run_id)
+    stands = publish.unchanged(validations, forecasts, previous)
     kept: list[str] = []
     by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}

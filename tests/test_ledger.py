@@ -276,3 +276,20 @@ def test_readers_default_to_the_configured_data_folder(
     monkeypatch.delenv("SEQCAST_DB_URL", raising=False)
     assert seqcast.read_forecasts().equals(seqcast.read_forecasts(config.data_dir))
     assert len(seqcast.read_metrics()) == len(seqcast.read_metrics(config.database_url()))
+
+
+def test_a_retried_publish_keeps_the_runs_rows(tmp_path: Path, panel: pd.DataFrame,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import dataclasses
+
+    from seqcast import stages
+
+    def twice(*args):  # type: ignore[no-untyped-def]
+        stages.publish_stage(*args)  # the first attempt wrote everything, then the task was retried
+        return stages.publish_stage(*args)
+
+    monkeypatch.setattr(stages, "PUBLISH", dataclasses.replace(stages.PUBLISH, fn=twice))
+    config = first_run(tmp_path, panel)
+    db = Path(config.data_dir) / "seqcast.db"
+    assert query(db, "SELECT count(DISTINCT series_id), count(*) FROM latest_forecasts") == [(3, 36)]
+    assert query(db, "SELECT count(*) FROM series_status WHERE forecast_run_id <> run_id") == [(0,)]

@@ -70,8 +70,9 @@ def known_model_ids_in(conn: Connection, ids: list[str]) -> set[str]:
     return known
 
 
-def latest_published(engine: Engine) -> dict[str, tuple[str, str]]:
-    """Per series: the run whose rows are its latest published ones, and their digest (`publish.digest`)."""
+def latest_published(engine: Engine, other_than: str = "") -> dict[str, tuple[str, str]]:
+    """Per series: the run whose rows are its latest published ones, and their digest (`publish.digest`), as
+    runs other than `other_than` published them (a retried publish of a run compares with the runs before it)."""
     rows = read_table(
         engine,
         """
@@ -79,9 +80,10 @@ def latest_published(engine: Engine) -> dict[str, tuple[str, str]]:
             SELECT s.series_id, s.forecast_run_id, s.forecast_sha256,
                    ROW_NUMBER() OVER (PARTITION BY s.series_id ORDER BY r.started_at DESC, r.run_id DESC) AS rn
             FROM series_status s JOIN pipeline_runs r ON r.run_id = s.run_id
-            WHERE r.status = 'completed' AND s.forecast_sha256 IS NOT NULL
+            WHERE r.status = 'completed' AND s.forecast_sha256 IS NOT NULL AND s.run_id <> :run
         ) ranked WHERE rn = 1
         """,
+        {"run": other_than},
     )
     return {str(r[0]): (str(r[1]), str(r[2])) for r in rows.itertuples(index=False)}
 
