@@ -220,7 +220,8 @@ def snapshot_stage(config: RunConfig, version: str) -> Snapshot:
             d = degraded[ref.series_id]
             log.warning("series %r %s: retrained", ref.series_id, d.reason, extra={"in_summary": True})
             # The mark changes with the evidence: retrained once per new judgement, not at every run.
-            eligible.append(dataclasses.replace(ref, retrain=f"degraded-{d.outcomes}-{d.realised_mase:.6g}"))
+            evidence = hashlib.sha256(f"{d.outcomes}:{d.realised_mase!r}:{d.reason}".encode()).hexdigest()[:8]
+            eligible.append(dataclasses.replace(ref, retrain=f"degraded-{evidence}"))  # (short: keys fit 64 chars)
         else:
             eligible.append(ref)
     marked = {r.series_id: degraded[r.series_id].reason for r in eligible if r.retrain}

@@ -253,8 +253,9 @@ def test_readers_return_the_ecosystems_columns(tmp_path: Path, panel: pd.DataFra
     assert not any(math.isnan(v) for v in published["seqcast"])
 
 
-def test_a_series_judged_degraded_is_retrained_without_new_data(tmp_path: Path, panel: pd.DataFrame) -> None:
-    config = first_run(tmp_path, panel)
+def test_a_series_judged_degraded_is_retrained_without_new_data(db_url: str, tmp_path: Path,
+                                                                 panel: pd.DataFrame) -> None:  # fmt: skip
+    config = first_run(tmp_path, panel, None if db_url.startswith("sqlite") else db_url)
     jump = panel[panel["series_id"] == "s001"].iloc[48:51].assign(value=lambda f: f["value"] * 3)
     calm = panel[panel["series_id"] != "s001"].groupby("series_id").nth([48, 49, 50])
     lenient = config.model_copy(update={"degradation_factor": 1000.0, "degradation_months": 1})

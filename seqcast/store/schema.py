@@ -186,7 +186,12 @@ model_runs = sa.Table(
         "purpose", sa.String(16), "holdout (fit without the holdout window) | final (fit on all data).", nullable=False
     ),
     _col("config_hash", sa.String(32), "Hash of the model settings and the model code version.", nullable=False),
-    _col("data_hash", sa.String(64), "Hash of the series' rows the model was fit on.", nullable=False),
+    _col(
+        "data_hash",
+        sa.String(64),
+        "Hash of the series' rows the model was fit on (and a retrain mark when a degraded series was retrained).",
+        nullable=False,
+    ),
     _col("trained_at", sa.DateTime, f"When it was first published ({_UTC}).", nullable=False),
     _col("train_seconds", sa.Float, "Training time (seconds).", nullable=False),
     _col("epochs", sa.Integer, "Epochs trained (0 for statistical models).", nullable=False),
