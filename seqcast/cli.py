@@ -634,12 +634,12 @@ def accuracy(
 ) -> None:
     """Print how published forecasts did once their months were observed (the forecast ledger's views
     `champion_accuracy`, or `forecast_accuracy` with --every-model)."""
-    from seqcast.readers import _select
+    from seqcast import store
 
     view = "forecast_accuracy" if every_model else "champion_accuracy"
     engine = _reader(data_dir, db_url)
     try:
-        frame = _select(engine, view, series, {"window_name": window.value})
+        frame = store.select_rows(engine, view, series, {"window_name": window.value})
     finally:
         engine.dispose()
     if frame.empty:

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from seqcast import store
-from seqcast.store import schema
 
 #: The column of the published forecast.
 PUBLISHED = "seqcast"
@@ -51,16 +49,6 @@ def _reader(source: str | Path | None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-def _select(engine: Engine, name: str, series_id: str | None, where: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Every row of a table or view (a fixed name of the schema), filtered by bound parameters."""
-    if name not in schema.metadata.tables and name not in schema.VIEWS:
-        raise ValueError(f"unknown table or view {name!r}")
-    clauses = {**(where or {}), **({"series_id": series_id} if series_id is not None else {})}
-    table = sa.table(name, *(sa.column(c) for c in clauses))
-    query = sa.select(sa.text("*")).select_from(table).where(*(table.c[k] == v for k, v in clauses.items()))
-    return store.read_query(engine, query)
 
 
 def _label(level: Any) -> str:
@@ -110,7 +98,7 @@ def read_forecasts(
     """
     with _reader(source) as engine:
         if models == "published":
-            rows = _select(engine, "latest_forecasts", series_id)
+            rows = store.select_rows(engine, "latest_forecasts", series_id)
         elif models == "all":
             rows = _all_models(engine, series_id)
         else:
@@ -137,9 +125,9 @@ def read_forecasts(
 
 def _all_models(engine: Engine, series_id: str | None) -> pd.DataFrame:
     """Every model's forecast rows from each series' latest published run."""
-    published = _select(engine, "latest_forecasts", series_id)
+    published = store.select_rows(engine, "latest_forecasts", series_id)
     frames = [
-        _select(engine, "forecasts", sid, {"run_id": rid})
+        store.select_rows(engine, "forecasts", sid, {"run_id": rid})
         for sid, rid in published[["series_id", "run_id"]].drop_duplicates().itertuples(index=False)
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -149,7 +137,7 @@ def read_metrics(source: str | Path | None = None, *, series_id: str | None = No
     """The holdout metrics of each series' latest publishing run (`latest_metrics`): one row per series and model,
     columns `unique_id, model`, the scores (MAPE and sMAPE in percent), `is_champion`, `run_id`, `published_at`."""
     with _reader(source) as engine:
-        rows = _select(engine, "latest_metrics", series_id)
+        rows = store.select_rows(engine, "latest_metrics", series_id)
     return _ecosystem(rows.sort_values(["series_id", "model_kind"]).reset_index(drop=True))
 
 
@@ -170,7 +158,7 @@ def read_accuracy(
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
     view = "champion_accuracy" if published_only else "forecast_accuracy"
     with _reader(source) as engine:
-        rows = _select(engine, view, series_id, {"window_name": window})
+        rows = store.select_rows(engine, view, series_id, {"window_name": window})
     order = ["series_id"] if published_only else ["series_id", "model_kind"]
     return _ecosystem(rows.sort_values(order).reset_index(drop=True))
 

@@ -24,6 +24,7 @@ from seqcast.store.reads import (
     run_outcome,
     run_page_frames,
     runs_overview,
+    select_rows,
     store_identity,
 )
 from seqcast.store.writes import (
@@ -74,6 +75,7 @@ __all__ = [
     "run_outcome",
     "run_page_frames",
     "runs_overview",
+    "select_rows",
     "sqlite_url",
     "start_run",
     "storable_text",

@@ -115,6 +115,20 @@ def read_query(
         return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
+def select_rows(
+    engine: Engine, name: str, series_id: str | None = None, where: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Every row of a table or view of the schema (a fixed name, checked), filtered by bound parameters."""
+    from seqcast.store import schema
+
+    if name not in schema.metadata.tables and name not in schema.VIEWS:
+        raise ValueError(f"unknown table or view {name!r}")
+    clauses = {**(where or {}), **({"series_id": series_id} if series_id is not None else {})}
+    table = sa.table(name, *(sa.column(c) for c in clauses))
+    query = sa.select(sa.text("*")).select_from(table).where(*(table.c[k] == v for k, v in clauses.items()))
+    return read_query(engine, query)
+
+
 def read_table(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     """`read_query` of fixed SQL text."""
     return read_query(engine, sa.text(sql), params)
