@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# Test files run in two processes (one per core here); a file's tests stay together in one of them.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 .PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
