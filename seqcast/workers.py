@@ -41,6 +41,8 @@ THREADS_PER_PROCESS = 4
 _pool: ProcessPoolExecutor | None = None
 #: How long a stopped training process may take to end on SIGTERM, then on SIGKILL.
 STOP_SECONDS = 5.0
+#: How many times a stop looks again for training processes that appeared while it ended the others.
+STOP_ROUNDS = 3
 _lock = threading.Lock()
 #: Set when a block is left on Ctrl-C or SIGTERM: from then on no job starts, here or in a process (a stage
 #: retried by its orchestrator would otherwise train in its thread, where nothing can stop it).
@@ -100,23 +102,29 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     are then found as the processes themselves, not from the pool's table, which was seen empty while two
     trained (the pool's own shutdown then waited for ever): its own table, and every process of this run's
     fork server or spawned by this process. They are ended and waited for; the manager, woken, finds them gone
-    and fails the jobs that were running.
+    and fails the jobs that were running. One the fork server had been asked for just before, which appears
+    only after that, is looked for again and ended too (a few rounds at most).
     """
     table = getattr(pool, "_processes", None) or {}  # (the pool's own table: it forgets it on shutdown)
     manager = getattr(pool, "_executor_manager_thread", None)
     wakeup = getattr(pool, "_executor_manager_thread_wakeup", None)
     pool.shutdown(wait=False, cancel_futures=True)
     pids = {p.pid for p in list(table.values()) if p.pid is not None} | set(processes.training_pids())
-    found = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            found.append(psutil.Process(pid))
-    processes.end(found, STOP_SECONDS)
-    if manager is not None:
-        if wakeup is not None:
-            with contextlib.suppress(OSError, ValueError):  # (closed once the manager has left)
-                wakeup.wakeup()
-        manager.join(timeout=STOP_SECONDS)
+    for _ in range(STOP_ROUNDS):
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+        processes.end(found, STOP_SECONDS)
+        if manager is not None:
+            if wakeup is not None:
+                with contextlib.suppress(OSError, ValueError):  # (closed once the manager has left)
+                    wakeup.wakeup()
+            manager.join(timeout=STOP_SECONDS)
+        # A process asked of the fork server just before the shutdown can appear after it was looked for.
+        pids = set(processes.training_pids())
+        if not pids:
+            break
 
 
 class Stopping(RuntimeError):

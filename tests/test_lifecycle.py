@@ -123,9 +123,26 @@ class Run:
         """Once the run has ended: its output pipes close within `pipes_seconds` and none of `started` is alive."""
         for reader in self._readers:
             reader.join(timeout=pipes_seconds)
-        assert not any(r.is_alive() for r in self._readers), "output pipes still open: a process outlived the run"
+        holders = self._pipe_holders() if any(r.is_alive() for r in self._readers) else []
+        assert not any(r.is_alive() for r in self._readers), f"output pipes still open, held by {holders}"
         _, alive = psutil.wait_procs(started, timeout=pipes_seconds)
         assert alive == [], [p.cmdline() for p in alive]
+
+    def _pipe_holders(self) -> list[str]:
+        """The processes holding the run's output pipes (what outlived it), described for a failure message."""
+        pipes = {
+            f"pipe:[{os.fstat(pipe.fileno()).st_ino}]"
+            for pipe in (self.proc.stdout, self.proc.stderr)
+            if pipe is not None and not pipe.closed
+        }
+        holders = []
+        for process in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
+            with suppress(psutil.Error, OSError):
+                fds = os.listdir(f"/proc/{process.pid}/fd")
+                if any(os.readlink(f"/proc/{process.pid}/fd/{fd}") in pipes for fd in fds):
+                    info = process.info
+                    holders.append(f"{info['pid']} (parent {info['ppid']}, {info['status']}): {info['cmdline']}")
+        return holders
 
     def kill(self) -> None:
         for process in [*self.descendants(), psutil.Process(self.proc.pid)]:
