@@ -9,9 +9,11 @@ Prefect would otherwise deserialise whatever serializer a stored file names (a p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ RETRIES = 2
 RETRY_DELAYS: list[float] = [2, 10]
 #: Failed tasks shown per run for series that were not published; the rest are listed in the summary.
 MAX_FAILED_TASKS = 50
-SERIALIZER_TYPE = "seqcast-records"
+SERIALIZER_TYPE = records.RESULT_SERIALIZER
 
 
 class RecordSerializer(Serializer):
@@ -66,29 +68,35 @@ class UntrustedResult(ValueError):
 
 def check_result(data: bytes) -> bytes:
     """`data` if it is a result record written with `RecordSerializer` (and nothing else)."""
-    try:
-        stored = json.loads(data)
-    except ValueError:
-        raise UntrustedResult("not a task result record") from None
-    metadata = stored.get("metadata") if isinstance(stored, dict) else None
-    serializer = metadata.get("serializer") if isinstance(metadata, dict) else None
-    if serializer != {"type": SERIALIZER_TYPE} or not isinstance(stored.get("result"), str):
-        raise UntrustedResult(f"refusing a task result not written as {SERIALIZER_TYPE}")
+    reason = records.stored_result_error(data)
+    if reason is not None:
+        raise UntrustedResult(reason)
     return data
 
 
+def _touch(path: Path) -> None:
+    """Mark a stored result as used now: `seqcast prune` keeps what a kept run wrote or read."""
+    with contextlib.suppress(OSError):  # a read-only folder: the result is still good, only pruned sooner
+        os.utime(path)
+
+
 class ResultFolder(LocalFileSystem):
-    """Task results in a folder, read back only when `check_result` accepts them (others are cache misses)."""
+    """Task results in a folder, read back only when `check_result` accepts them (others are cache misses).
+    Reading one touches it, so pruning by age never removes a result a recent run reused."""
 
     _block_type_name = "seqcast result folder"
     _block_type_slug = "seqcast-result-folder"
 
     async def aread_path(self, path: str) -> bytes:
-        return check_result(await super().aread_path(path))
+        data = check_result(await super().aread_path(path))
+        _touch(self._resolve_path(path))
+        return data
 
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:  # type: ignore[override]
         data: bytes = LocalFileSystem.read_path(self, path, _sync=True)  # type: ignore[call-arg, assignment]
-        return check_result(data)
+        check_result(data)
+        _touch(self._resolve_path(path))
+        return data
 
 
 def _plain(value: Any) -> Any:

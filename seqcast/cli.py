@@ -858,8 +858,8 @@ def prune(
     data_dir: str = DataDir,
     db_url: str = DbUrl,
 ) -> None:
-    """Remove old runs' charts and pages, and model files no kept run uses. Received files, observations, the
-    forecast ledger and every table are kept."""
+    """Remove old runs' charts and pages, model files no kept run uses, and cached task results no kept run
+    wrote or read. Received files, observations, the forecast ledger and every table are kept."""
     from seqcast import prune as pruning
     from seqcast import report as pages
     from seqcast import store
@@ -879,6 +879,7 @@ def prune(
     except RunInProgress as exc:
         _fail(str(exc))
     console.print(
-        f"pruned    {done.charts} run(s)' charts, {done.pages} page(s), {done.models} model file(s); "
+        f"pruned    {done.charts} run(s)' charts, {done.pages} page(s), {done.models} model file(s), "
+        f"{done.task_results} cached task result(s); "
         f"{done.bytes_freed / 2**20:.1f} MiB freed; kept runs {', '.join(done.kept_runs) or 'none'}"
     )

@@ -1,4 +1,5 @@
-"""Removing what old runs left on disk: their charts, pages and the model files no kept run uses.
+"""Removing what old runs left on disk: their charts, pages, the model files no kept run uses, and the cached
+task results no kept run wrote or read.
 
 Received files (archive/), observations, the lake and every table (the ledger included) are never pruned; a file
 seqcast does not know as a run's or a model's is left alone.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 
-from seqcast import store
+from seqcast import records, store
 from seqcast.config import DataPaths
 from seqcast.report import page_name
 
@@ -26,6 +29,7 @@ class Pruned:
     charts: int  # chart folders removed
     pages: int
     models: int
+    task_results: int  # cached task results removed
     bytes_freed: int
 
 
@@ -63,6 +67,38 @@ def _used_models(engine: Engine, runs: set[str]) -> set[str]:
     return used
 
 
+def _oldest_start(engine: Engine, runs: set[str]) -> datetime | None:
+    """When the earliest of `runs` started (UTC), or None without any."""
+    if not runs:
+        return None
+    ids = sorted(runs)
+    marks = ", ".join(f":r{i}" for i in range(len(ids)))
+    started = store.read_table(
+        engine, f"SELECT MIN(started_at) AS started FROM pipeline_runs WHERE run_id IN ({marks})",
+        {f"r{i}": rid for i, rid in enumerate(ids)},
+    )["started"].iloc[0]  # fmt: skip
+    return None if pd.isna(started) else pd.Timestamp(started).to_pydatetime().replace(tzinfo=UTC)
+
+
+def _prune_task_results(folder: Path, before: datetime) -> tuple[int, int]:
+    """Remove the stored task results in `folder` last written or read before `before` (the Prefect layer
+    touches a result when a run reuses it). A file that is not such a result is left alone. Returns (files,
+    bytes)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return 0, 0
+    cutoff = before.timestamp()
+    removed = freed = 0
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.is_symlink() or not _inside(path, folder):
+            continue
+        stat = path.stat()
+        if stat.st_mtime >= cutoff or records.stored_result_error(path.read_bytes()) is not None:
+            continue
+        path.unlink()
+        removed, freed = removed + 1, freed + stat.st_size
+    return removed, freed
+
+
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
@@ -78,8 +114,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def prune(engine: Engine, paths: DataPaths, keep: int) -> Pruned:
-    """Remove the charts and pages of every run but the kept ones (`kept_runs`), and the model files that only
-    pruned runs used. Call it holding the data folder's run lock."""
+    """Remove the charts and pages of every run but the kept ones (`kept_runs`), the model files that only
+    pruned runs used, and the cached task results last used before the earliest kept run started (a later run
+    that needs one again recomputes it). Call it holding the data folder's run lock."""
     if keep < 1:
         raise ValueError("keep at least one run")
     kept = kept_runs(engine, keep)
@@ -108,8 +145,13 @@ def prune(engine: Engine, paths: DataPaths, keep: int) -> Pruned:
                 freed += _size(file)
                 file.unlink()
         models += 1
-    log.info("pruned %d chart folder(s), %d page(s), %d model file(s)", charts, pages, models)
-    return Pruned(tuple(sorted(kept)), charts, pages, models, freed)
+    oldest = _oldest_start(engine, kept)
+    results, results_bytes = (0, 0) if oldest is None else _prune_task_results(paths.results, oldest)
+    freed += results_bytes
+    log.info(
+        "pruned %d chart folder(s), %d page(s), %d model file(s), %d task result(s)", charts, pages, models, results
+    )
+    return Pruned(tuple(sorted(kept)), charts, pages, models, results, freed)
 
 
 __all__ = ["Pruned", "kept_runs", "prune"]

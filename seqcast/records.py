@@ -341,3 +341,21 @@ def dumps(value: Any) -> bytes:
 def loads(data: bytes) -> Any:
     """The inverse of `dumps`: plain JSON, and only the record types of this module are built."""
     return _decode(json.loads(data))
+
+
+#: The serializer a stored task result names when it holds `dumps` of records (the Prefect layer writes it).
+RESULT_SERIALIZER = "seqcast-records"
+
+
+def stored_result_error(data: bytes) -> str | None:
+    """Why `data` is not a stored task result of seqcast's records (JSON naming `RESULT_SERIALIZER`, the
+    result a string of `dumps`), or None if it is one."""
+    try:
+        stored = json.loads(data)
+    except ValueError:
+        return "not a task result record"
+    metadata = stored.get("metadata") if isinstance(stored, dict) else None
+    serializer = metadata.get("serializer") if isinstance(metadata, dict) else None
+    if serializer != {"type": RESULT_SERIALIZER} or not isinstance(stored.get("result"), str):
+        return f"refusing a task result not written as {RESULT_SERIALIZER}"
+    return None

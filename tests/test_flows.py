@@ -206,3 +206,42 @@ def test_a_rerun_after_the_lake_and_models_were_deleted_makes_them_anew(data_dir
     third = monthly_forecast(config)
     assert third["task_states"]["train-air_passengers"] == "Completed"
     assert latest(data_dir / "seqcast.db") == published
+
+
+def test_prune_removes_the_cached_results_no_kept_run_used_and_keeps_what_a_rerun_reused(data_dir: Path) -> None:
+    import os
+    import time
+
+    from seqcast import prune, store
+
+    config = RunConfig(data_dir=str(data_dir), **FAKE)
+    results = data_dir / "task-results"
+    monthly_forecast(config)
+    stored = sorted(results.iterdir())
+    month_ago = time.time() - 30 * 86400
+    for path in stored:  # as if the first run were a month old
+        os.utime(path, (month_ago, month_ago))
+    stranger = results / "notes.txt"  # not a stored result: never pruned
+    stranger.write_text("kept")
+    os.utime(stranger, (month_ago, month_ago))
+
+    # A rerun with nothing new reuses the cached results, and reading them marks them as used.
+    rerun = monthly_forecast(config)
+    assert rerun["task_states"]["train-air_passengers"] == "Cached"
+    touched = {p.name for p in stored if p.stat().st_mtime > month_ago + 86400}
+    assert touched and touched < {p.name for p in stored}  # the cached stages' results, not the whole run's
+
+    # A new month: the stages run again and store new results; keeping one run prunes the older results.
+    (data_dir / "inbox" / "air_passengers.csv").write_text("Month,#Passengers\n1961-01,450\n")
+    newest = monthly_forecast(config)
+    assert newest["task_states"]["train-air_passengers"] == "Completed"
+    before = {p.name for p in results.iterdir()}
+    done = prune.prune(store.engine(config.database_url()), config.paths(), keep=1)
+    after = {p.name for p in results.iterdir()}
+    assert done.kept_runs == (newest["outcome"].run_id,)
+    assert done.task_results == len(before - after) > 0
+    assert {p.name for p in stored} & after == set() and stranger.name in after
+    # What the kept run stored is still reused: nothing changed, nothing runs again.
+    again = monthly_forecast(config)
+    assert again["task_states"]["train-air_passengers"] == "Cached"
+    assert again["task_states"]["validate-air_passengers"] == "Cached"
