@@ -69,15 +69,9 @@ def _used_models(engine: Engine, runs: set[str]) -> set[str]:
 
 def _oldest_start(engine: Engine, runs: set[str]) -> datetime | None:
     """When the earliest of `runs` started (UTC), or None without any."""
-    if not runs:
-        return None
-    ids = sorted(runs)
-    marks = ", ".join(f":r{i}" for i in range(len(ids)))
-    started = store.read_table(
-        engine, f"SELECT MIN(started_at) AS started FROM pipeline_runs WHERE run_id IN ({marks})",
-        {f"r{i}": rid for i, rid in enumerate(ids)},
-    )["started"].iloc[0]  # fmt: skip
-    return None if pd.isna(started) else pd.Timestamp(started).to_pydatetime().replace(tzinfo=UTC)
+    started = store.read_table(engine, "SELECT run_id, started_at FROM pipeline_runs")
+    first = started.loc[started["run_id"].astype(str).isin(runs), "started_at"].min()
+    return None if pd.isna(first) else pd.Timestamp(first).to_pydatetime().replace(tzinfo=UTC)
 
 
 def _prune_task_results(folder: Path, before: datetime) -> tuple[int, int]:
