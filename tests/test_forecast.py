@@ -178,3 +178,38 @@ def test_intervals_are_calibrated_across_series_per_step() -> None:
     # Errors grow with the square root of the step (in spreads): so do the calibrated half-widths.
     ratio = inner / np.sqrt(np.arange(1, 13))
     assert 0.8 < ratio.min() / ratio.max() <= 1 and 1.15 < ratio.mean() < 1.4  # about 1.28, a normal 80%
+
+
+@pytest.mark.parametrize("calibrating_series", [300, 30])  # per-step quantiles, and the pooled small-run rule
+def test_calibrated_intervals_cover_fresh_series_at_their_levels(calibrating_series: int) -> None:
+    """Calibrated on some series' holdout errors, the intervals cover new series from the same process at about
+    their nominal levels, at every step: out of sample, with series of different spreads."""
+    from seqcast.records import Candidate, Fit, Scores, Validation
+
+    rng = np.random.default_rng(11)
+    steps = np.sqrt(np.arange(1, 13))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        spreads = rng.uniform(0.01, 0.2, n)
+        return spreads, 100.0 * np.exp(spreads[:, None] * rng.normal(0, 1, (n, 12)) * steps)
+
+    spreads, actuals = draw(calibrating_series)
+    predicted = np.full(12, 100.0)
+    validations = [
+        Validation(
+            f"s{i}", "2020-01-01", "2020-12-01", tuple(actuals[i]),
+            {"ets": Candidate("ets", Scores(1, 1, 1, 1, 1), tuple(predicted), None)}, spreads[i], 1.0,
+        )
+        for i in range(calibrating_series)
+    ]
+    calibration = fc.calibrate(validations, (0.8, 0.95))
+    fresh_spreads, fresh = draw(4000)
+    for level_index, level in enumerate((0.8, 0.95)):
+        inside = np.empty_like(fresh, dtype=bool)
+        for i, s in enumerate(fresh_spreads):
+            fit = Fit(f"new{i}", {}, {"ets": tuple(predicted)}, s, True)
+            lower, upper = fc.interval(predicted, "ets", fit, validations[0], calibration, level_index)
+            inside[i] = (fresh[i] >= lower) & (fresh[i] <= upper)
+        tolerance = 0.03 if calibrating_series >= fc.PER_STEP_SERIES else 0.06
+        assert abs(inside.mean() - level) < tolerance
+        assert np.all(np.abs(inside.mean(axis=0) - level) < tolerance + 0.04)  # every step, not just on average
