@@ -197,8 +197,13 @@ def test_calibrated_intervals_cover_fresh_series_at_their_levels(calibrating_ser
     predicted = np.full(12, 100.0)
     validations = [
         Validation(
-            f"s{i}", "2020-01-01", "2020-12-01", tuple(actuals[i]),
-            {"ets": Candidate("ets", Scores(1, 1, 1, 1, 1), tuple(predicted), None)}, spreads[i], 1.0,
+            f"s{i}",
+            "2020-01-01",
+            "2020-12-01",
+            tuple(actuals[i]),
+            {"ets": Candidate("ets", Scores(1, 1, 1, 1, 1), tuple(predicted), None)},
+            spreads[i],
+            1.0,
         )
         for i in range(calibrating_series)
     ]
