@@ -433,13 +433,15 @@ def _print_outcome(outcome: Any) -> None:
     if metric_rows:
         _print_table(
             f"Holdout {metric_rows[0]['holdout']} (champion marked)",
-            metric_rows[:60],
+            metric_rows,
             ["series_id", "model_kind", "mape_pct", "smape_pct", "mase", "champion"],
+            rest="seqcast metrics, or the view latest_metrics",
         )
     _print_table(
         "Forecast (champion per series)",
-        forecast_table(outcome)[:60],
+        forecast_table(outcome),
         ["series_id", "model_kind", "period", "yhat", "yhat_lower", "yhat_upper"],
+        rest="seqcast forecasts, or the view latest_forecasts",
     )
     console.print(f"database  {outcome.database}")
     if outcome.plots:
@@ -488,7 +490,13 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+#: Rows of a table a run prints on the terminal; the rest are a command (and a view) away.
+PRINTED_ROWS = 60
+
+
+def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, rest: str = "") -> None:
+    """Print `rows` as a table; with `rest` (where to find them all), only the first PRINTED_ROWS, then a line
+    saying how many there are and where."""
     if not rows:
         return
     columns = columns or list(rows[0])
@@ -496,9 +504,11 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str] | No
     for column in columns:
         left = column in ("series_id", "model_kind")
         table.add_column(column, justify="left" if left else "right", overflow="fold")
-    for row in rows:
+    for row in rows[:PRINTED_ROWS] if rest else rows:
         table.add_row(*[str(row[c]) for c in columns])
     console.print(table)
+    if rest and len(rows) > PRINTED_ROWS:
+        console.print(f"          first {PRINTED_ROWS} of {len(rows)} rows; all of them: {rest}")
 
 
 @command

@@ -69,6 +69,18 @@ def test_run_without_orchestrator_then_read_the_views(data: list[str]) -> None:
     assert missing.exit_code == 1 and "no rows in latest_metrics for series 'nope'" in missing.stderr
 
 
+def test_a_run_prints_the_first_rows_and_says_where_all_of_them_are(tmp_path: Path, data: list[str]) -> None:
+    source = tmp_path / "shops.csv"
+    lines = [f"shop-{s},{2020 + m // 12}-{m % 12 + 1:02d},{100 + s + m % 12}" for s in range(6) for m in range(48)]
+    source.write_text("series_id,period,value\n" + "\n".join(lines) + "\n")
+    run = ["run", "--orchestrator", "none", "--model", "fake", "--statistical", "none", "--source", str(source)]
+    result = runner.invoke(app, [*run, *data])
+    assert result.exit_code == 0, result.output + result.stderr
+    # 6 series x 12 months published: 60 printed, then where the other 12 are.
+    assert "first 60 of 72 rows; all of them: seqcast forecasts, or the view latest_forecasts" in result.output
+    assert "shop-4" in result.output and "shop-5" not in result.output.split("Forecast (champion")[1]
+
+
 def test_run_refuses_a_missing_source_and_bad_settings(data: list[str]) -> None:
     result = runner.invoke(app, ["run", "--source", "/nonexistent/file.csv", *data])
     assert result.exit_code == 1 and "source file not found: /nonexistent/file.csv" in result.stderr
