@@ -79,6 +79,31 @@ def test_seasonality_is_taken_out_only_where_a_test_finds_it() -> None:
     assert all(weak)
 
 
+def test_the_pattern_taken_out_is_the_last_six_years_one_at_the_series_positions() -> None:
+    from seqcast.models.global_network import PATTERN_MONTHS, Shape, seasonal_pattern
+
+    # 20 years whose seasonal peak moved by three months 14 years ago, starting in the 5th month of a year.
+    t = np.arange(240)
+    old, new = np.sin(2 * np.pi * (t + 3) / 12), np.sin(2 * np.pi * t / 12)
+    y = 100 + 0.1 * t + 10 * np.where(t < 240 - PATTERN_MONTHS, old, new)
+    pattern = Shape.of(y).pattern
+    recent = seasonal_pattern(np.log(y[-PATTERN_MONTHS:]))  # by position in the last 72 months: aligned, 240 % 12 = 0
+    np.testing.assert_allclose(pattern, recent)
+    assert np.argmax(pattern) == 3  # the recent peak (sin peaks at month 3 of 12), not the old one (month 0)
+    assert np.abs(seasonal_pattern(np.log(y)) - pattern).max() > 0.02  # the whole history's mixes both
+    # The positions follow the series, whatever month of the year its last six years start in.
+    shifted = Shape.of(y[5:]).pattern
+    np.testing.assert_allclose(shifted, np.roll(pattern, -5))
+    # Adjusted, the recent years are trend alone: next to a straight line they vary a tenth as much as before.
+    recent_t, recent_z = t[-PATTERN_MONTHS:], np.log(y[-PATTERN_MONTHS:])
+    adjusted = Shape.of(y).transform(y)[-PATTERN_MONTHS:]
+
+    def off_line(v: np.ndarray) -> float:
+        return float(np.std(v - np.polyval(np.polyfit(recent_t, v, 1), recent_t)))
+
+    assert off_line(adjusted) < 0.1 * off_line(recent_z)
+
+
 def _query(db: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
