@@ -41,8 +41,8 @@ SEASONALITY_Z = 1.0
 #: The seasonal pattern is measured on a series' most recent months only, the window the statistical models are
 #: fitted on: a pattern drifts over the years, and one averaged over decades is not the one the forecast months
 #: will have. Network alone, 2 seeds: development series 0.90x AutoETS against 1.09x with the whole history, M1
-#: (mostly shorter series) 0.977x against 0.981x; 48 to 120 months and a pattern drifting over time were measured
-#: too (see benchmarks/README.md).
+#: (mostly shorter series) 0.977x against 0.981x (`benchmarks/network.py`, 5 seeds: 0.980x against 0.984x, each
+#: seed better); 48 to 120 months and a pattern drifting over time were measured too (see benchmarks/README.md).
 PATTERN_MONTHS = HISTORY
 
 
