@@ -21,6 +21,8 @@ os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "seqcast"
 # Library logs outside a flow run (plain-library tests) are not for the API.
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.pop("PREFECT_API_URL", None)
+# Runs that start their own temporary server wait this long for it: a loaded machine can take minutes.
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(SERVER_STARTUP_SECONDS := 300)
 for _name in [k for k in os.environ if k.startswith("SEQCAST_") and not k.startswith("SEQCAST_TEST_")]:
     os.environ.pop(_name)
 
@@ -39,10 +41,11 @@ FAKE = {"models": ["fake"], "statistical": [], "use_bundled_demo": True}
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One real Prefect test server for the whole session (it takes seconds to start)."""
+    """One real Prefect test server for the whole session (seconds to start on a quiet machine, more than a
+    minute with every core busy)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=SERVER_STARTUP_SECONDS):
         yield
 
 

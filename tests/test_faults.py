@@ -99,7 +99,7 @@ def test_two_runs_at_once_one_runs_the_other_says_why(tmp_path: Path) -> None:
     first = start_run(data_dir)
     wait_for(lambda: running_row(data_dir / "seqcast.db"), first)
     second = subprocess.run(
-        [*CLI, "run", "--data-dir", str(data_dir), "-q"], env=cli_env(), capture_output=True, text=True, timeout=120
+        [*CLI, "run", "--data-dir", str(data_dir), "-q"], env=cli_env(), capture_output=True, text=True, timeout=300
     )
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
     assert second.returncode == 1
