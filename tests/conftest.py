@@ -21,8 +21,9 @@ os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "seqcast"
 # Library logs outside a flow run (plain-library tests) are not for the API.
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.pop("PREFECT_API_URL", None)
-# Runs that start their own temporary server wait this long for it: a loaded machine can take minutes.
-os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(SERVER_STARTUP_SECONDS := 300)
+# How long a Prefect server may take to start (the session's, and a run's temporary one): minutes when busy.
+SERVER_STARTUP_SECONDS = 300
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(SERVER_STARTUP_SECONDS)
 for _name in [k for k in os.environ if k.startswith("SEQCAST_") and not k.startswith("SEQCAST_TEST_")]:
     os.environ.pop(_name)
 
