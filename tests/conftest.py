@@ -50,20 +50,46 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real `prefect server` on loopback, one per test module that asks: the environment that reaches it."""
+    from tests.prefect_server import running_server
+
+    with running_server(tmp_path_factory.mktemp("prefect-home"), SERVER_STARTUP_SECONDS) as env:
+        yield env
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
-    """A PostgreSQL server URL: SEQCAST_TEST_PG_URL, or a throwaway server started by .ci/postgres.sh."""
+def postgres_server(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
+    """A PostgreSQL server URL: SEQCAST_TEST_PG_URL, or a throwaway server started by .ci/postgres.sh.
+
+    The script replaces any server it started before, so under xdist the first worker to need one starts it
+    and the others wait for it and share it: a second start would end every connection the first one serves.
+    """
     url = os.environ.get("SEQCAST_TEST_PG_URL")
-    if not url:
-        script = Path(__file__).resolve().parents[1] / ".ci" / "postgres.sh"
-        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            pytest.fail(
-                "PostgreSQL tests need a server: set SEQCAST_TEST_PG_URL=postgresql+psycopg://user@host:port/db "
-                f"or let .ci/postgres.sh start one (it failed: {done.stderr.strip()[-500:]})"
-            )
-        url = done.stdout.strip().rsplit("=", 1)[-1]
-    return url
+    if url:
+        return url
+    if worker_id == "master":
+        return _start_postgres()
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of this session
+    with FileLock(shared / "postgres.lock"):
+        known = shared / "postgres.url"
+        if not known.exists():
+            known.write_text(_start_postgres())
+        return known.read_text()
+
+
+def _start_postgres() -> str:
+    script = Path(__file__).resolve().parents[1] / ".ci" / "postgres.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        pytest.fail(
+            "PostgreSQL tests need a server: set SEQCAST_TEST_PG_URL=postgresql+psycopg://user@host:port/db "
+            f"or let .ci/postgres.sh start one (it failed: {done.stderr.strip()[-500:]})"
+        )
+    return done.stdout.strip().rsplit("=", 1)[-1]
 
 
 @contextmanager
