@@ -5,8 +5,9 @@ Every function takes and returns records (`seqcast.records`). Fitted models live
 
 Every series gets a forecast. A candidate is validated where the series is long enough for it to be fitted on
 all but the holdout; the champion is chosen among the validated candidates (the combination, unless one is
-clearly better). A series too short to hold any months out is forecast by what its whole history allows, first
-found of: the combination, a network, a statistical model, seasonal naive, naive.
+clearly better). A series too short to hold months out, or whose part before the holdout is too short for some
+kind its whole history allows, is forecast by what its whole history allows, first found of: the combination, a
+network, a statistical model, seasonal naive, naive.
 """
 
 from __future__ import annotations
@@ -380,12 +381,13 @@ def members_of(kinds: Sequence[str]) -> list[str]:
 def add_combination(validations: list[Any], fits: list[Any], members: Sequence[str]) -> tuple[list[Any], list[Any]]:
     """Add the combination: the mean of the members' forecasts, where a series has two or more of them.
 
-    Where the series was validated, the members are those validated (so the combination's holdout score and
-    its forecast come from the same models); otherwise those that could forecast it.
+    The members are those that could forecast the series. Where they were all validated, that is the same set
+    as the holdout's, so the combination's holdout score and its forecast come from the same models; where some
+    were not (the part before the holdout too short for them), the series is published without a holdout score
+    (`forecast_series`), and the combination of all of them is what it can have.
     """
     name = models.COMBINATION
     by_fit = {f.series_id: f for f in fits if isinstance(f, Fit)}
-    by_val = {v.series_id: v for v in validations if isinstance(v, Validation)}
     new_vals, new_fits = [], []
     for v in validations:
         if isinstance(v, Validation) and v.series_id in by_fit:
@@ -401,11 +403,7 @@ def add_combination(validations: list[Any], fits: list[Any], members: Sequence[s
         new_vals.append(v)
     for f in fits:
         if isinstance(f, Fit):
-            v = by_val.get(f.series_id)
-            if v is not None and v.candidates:
-                present = [m for m in members if m in v.candidates and m in f.forecasts]
-            else:
-                present = [m for m in members if m in f.forecasts]
+            present = [m for m in members if m in f.forecasts]
             if len(present) >= 2:
                 forecast = np.mean([f.forecasts[m] for m in present], axis=0)
                 f = dataclasses.replace(f, forecasts={**f.forecasts, name: _values(forecast)})
@@ -601,7 +599,11 @@ def forecast_series(
     validated = {
         kind: c for kind, c in validation.candidates.items() if finite(kind) and np.all(np.isfinite(c.prediction))
     }
-    if validated:
+    # Kinds the whole history allows that the part before the holdout was too short to fit: choosing among the
+    # validated ones would publish a lesser model (a 30-month series with a 24-month holdout validates naive
+    # alone, yet its whole history allows the combination).
+    unfitted = [k for k in fit.forecasts if finite(k) and k not in validation.candidates]
+    if validated and not unfitted:
         champion, reason = champion_of(validated, margin)
         kinds = list(validated)
     else:
@@ -609,6 +611,11 @@ def forecast_series(
         if not usable.forecasts:
             raise ValueError("no model gave a finite forecast")
         champion, reason = fallback_of(usable)
+        if validation.candidates:
+            reason = (
+                f"{ref.n_obs} months: holding {len(validation.actual)} out leaves too few to fit "
+                f"{', '.join(unfitted)}; published without a holdout score"
+            )
         kinds = list(usable.forecasts)
     levels = calibration.levels if calibration else (0.8, 0.95)
     rows: list[ForecastRow] = []

@@ -123,7 +123,9 @@ def _ref(tmp_path: Path, n: int, name: str = "short") -> SeriesRef:
     [
         (1, "naive", False),  # a single observation still gets a naive forecast
         (10, "combination", False),  # too short to hold 12 months out: the first its history allows
-        (13, "naive", True),  # one month to train on: only naive can be validated
+        # One month before the holdout validates naive alone, but the whole history allows the combination.
+        (13, "combination", True),
+        (20, "combination", True),  # 8 months before the holdout: too few for seasonal naive
         (30, None, True),  # ets and ces validated on 18 months: their combination competes
     ],
 )
@@ -143,6 +145,8 @@ def test_every_series_gets_the_model_its_length_allows(
         assert published.champion in candidates
     else:
         assert published.champion == champion
+        if validated:  # chosen by what the whole history allows, and the reason says why
+            assert f"{n} months: holding 12 out leaves too few to fit" in published.reason
     rows = [r for r in published.rows if r.is_champion]
     assert len(rows) == 12 and all(np.isfinite(r.yhat) for r in rows)
     assert all(r.yhat_lower_outer <= r.yhat_lower <= r.yhat <= r.yhat_upper <= r.yhat_upper_outer for r in rows)
