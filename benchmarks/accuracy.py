@@ -42,10 +42,14 @@ def load(name: str) -> tuple[pd.DataFrame, int, int]:
     return parse_file(path).rows, horizon, windows
 
 
-def statsforecast_rows(frame: pd.DataFrame, horizon: int, windows: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def statsforecast_rows(
+    frame: pd.DataFrame, horizon: int, windows: int, models: dict[str, Any] | None = None
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Forecast rows of statsforecast models (name: constructor; by default seasonal naive, AutoETS and AutoTheta)
+    on the backtest's windows, and each model's seconds."""
     from statsforecast.models import AutoETS, AutoTheta, SeasonalNaive
 
-    models: dict[str, Any] = {
+    models = models or {
         "statsforecast SeasonalNaive": lambda: SeasonalNaive(season_length=12),
         "statsforecast AutoETS": lambda: AutoETS(season_length=12),
         "statsforecast AutoTheta": lambda: AutoTheta(season_length=12),
