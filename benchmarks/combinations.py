@@ -102,16 +102,18 @@ class Scorer:
     def __init__(self, forecasts: pd.DataFrame, frame: pd.DataFrame) -> None:
         self.wide = forecasts.pivot_table(index=KEYS, columns="model_kind", values="yhat")
         self.actual = forecasts.drop_duplicates(KEYS).set_index(KEYS)["y"].reindex(self.wide.index).to_numpy()
-        windows = self.wide.index.droplevel(["period", "step"])
-        self.window, found = pd.factorize(windows)
+        index = self.wide.index.to_frame(index=False)
+        # Each row's window (series and origin), numbered in order of first appearance, as `windows` lists them.
+        self.window = index.groupby(["series_id", "origin"], sort=False).ngroup().to_numpy()
+        windows = index[["series_id", "origin"]].drop_duplicates()
         history = {sid: g.sort_values("period") for sid, g in frame.groupby("series_id")}
         self.scale = np.array(
             [
                 mase_scale(history[sid]["value"].to_numpy()[(history[sid]["period"] <= pd.Timestamp(o)).to_numpy()])
-                for sid, o in found
+                for sid, o in windows.itertuples(index=False)
             ]
         )
-        self.owner, self.series = pd.factorize(found.get_level_values(0))
+        self.owner, self.series = pd.factorize(windows["series_id"])
 
     def mase(self, yhat: np.ndarray) -> np.ndarray:
         """Per series (in `self.series` order), the mean over its windows of the MASE of `yhat` (one per row)."""

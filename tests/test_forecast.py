@@ -110,12 +110,49 @@ def test_an_altered_model_file_is_retrained_never_published(air_ref: SeriesRef, 
     assert again.models["fake"].artifact_sha256 == first.models["fake"].artifact_sha256
 
 
-def _ref(tmp_path: Path, n: int, name: str = "short") -> SeriesRef:
+def _ref(tmp_path: Path, n: int, name: str = "short", values: np.ndarray | None = None) -> SeriesRef:
+    if values is None:
+        values = 100 + 10 * np.sin(np.arange(n) / 12 * 2 * np.pi) + np.arange(n)
     periods = pd.date_range("2010-01-01", periods=n, freq="MS").astype("datetime64[us]")
-    values = 100 + 10 * np.sin(np.arange(n) / 12 * 2 * np.pi) + np.arange(n)
     frame = pd.DataFrame({"series_id": name, "period": periods, "value": values, "is_filled": False})
     (ref,) = lake.snapshot(frame, tmp_path / "lake")
     return ref
+
+
+#: The first year of a souvenir shop's monthly sales: a December twelve times January's.
+FIRST_YEAR = np.array([1664.81, 2397.53, 2840.71, 3547.29, 3752.96, 3714.74, 4349.61, 3566.34, 5021.82, 6423.48,
+                       7600.6, 19756.21])  # fmt: skip
+
+
+def test_a_forecast_that_runs_away_from_its_history_is_left_out(tmp_path: Path) -> None:
+    # AutoCES on this one year forecasts millions within two years; its combination with ETS would be published.
+    ref = _ref(tmp_path, 12, "first-year", FIRST_YEAR)
+    configs = [model_config_for("ets", horizon=24), model_config_for("ces", horizon=24)]
+    validations = fc.validate_many([ref], configs, 24, tmp_path / "models")
+    fits = fc.train_many([ref], configs, tmp_path / "models", 24)
+    ces = fc.fit_or_reuse_many([(FIRST_YEAR, ref.model_key)], configs[1], "final", tmp_path / "models")[0][0]
+    assert ces.predict(24).max() > 100 * FIRST_YEAR.max()  # what is left out
+    assert "ces" not in fits[0].forecasts and "ets" in fits[0].forecasts
+    validations, fits = fc.add_combination(validations, fits, ["ets", "ces"])
+    published = fc.forecast_series(ref, validations[0], fits[0], 24, fc.calibrate(validations, (0.8, 0.95)))
+    assert published.champion == "ets" and {r.model_kind for r in published.rows} == {"ets", "naive", "seasonal_naive"}
+    champion = np.array([r.yhat for r in published.rows if r.is_champion])
+    assert len(champion) == 24 and np.all(champion < 2 * FIRST_YEAR.max())
+
+
+def test_plausible_forecasts_stay_within_the_moves_the_history_made() -> None:
+    months = np.arange(60)
+    trend = 100 + 3.0 * months
+    assert fc.plausible(trend, 100 + 3.0 * np.arange(60, 84))  # the trend carried on
+    assert fc.plausible(trend, np.full(24, trend[-1]))
+    seasonal = 100 + 20 * np.sin(months / 12 * 2 * np.pi)
+    assert fc.plausible(seasonal, seasonal[-12:])  # last year again
+    largest = np.max(np.abs(np.diff(trend)))
+    away = trend[-1] + fc.PLAUSIBLE_MOVES * largest * 12 * 1.01
+    assert not fc.plausible(trend, np.r_[trend[-1], away])  # month 2 counts a season's moves, and is beyond them
+    assert fc.plausible(trend, np.r_[trend[-1], trend[-1] + fc.PLAUSIBLE_MOVES * largest * 12 * 0.99])
+    assert not fc.plausible(trend, [trend[-1], np.nan])
+    assert fc.plausible(np.full(30, 5.0), [5.0, 6.0]) and fc.plausible([5.0], [7.0])  # nothing to measure by
 
 
 @pytest.mark.parametrize(
