@@ -187,7 +187,7 @@ def _fit_where_long_enough(
     return out
 
 
-_WILD = "it moves further from the history than the history ever moved"
+_WILD = "it moves away from the last month far faster than the series ever moved"
 
 
 def log_lines(lines: list[str]) -> None:
